@@ -1,0 +1,31 @@
+# diffexplain — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FORBIDDEN := ^(torchvision|torch-fidelity|nvidia-)
+
+.PHONY: help install test test-slow demo bench world sweep clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+install: ## Create .venv and install diffexplain (editable) with the pinned CPU torch
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -c constraints.txt -e ".[dev]"
+	@if $(PY) -m pip list 2>/dev/null | grep -iE '$(FORBIDDEN)'; then echo "error: packages above must not be installed (they break this torch)"; exit 1; fi
+	@$(PY) -c "import torch; print('torch', torch.__version__)"
+
+test: ## Run the fast test suite
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(VENV)/bin/pytest -q
+
+test-slow: ## Run the slow tests (long trainings and measurements)
+	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(VENV)/bin/pytest -q -m slow
+
+demo: ## The main job on the default model (outputs/<date>/<time>/)
+	HF_HUB_OFFLINE=1 $(PY) run.py
+
+clean: ## Remove outputs, caches and build leftovers (keeps .venv and models/)
+	rm -rf outputs multirun wandb .pytest_cache src/*.egg-info
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

@@ -1,0 +1,17 @@
+"""diffexplain's command line: ``python run.py [group=choice ...] [key=value ...]`` (``-m`` for sweeps)."""
+
+import hydra
+from omegaconf import DictConfig
+
+import diffexplain.config  # noqa: F401  (registers the resolvers conf/ uses)
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from diffexplain.app import main as run_job
+
+    run_job(cfg)
+
+
+if __name__ == "__main__":
+    main()

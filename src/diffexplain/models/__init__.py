@@ -1,0 +1,14 @@
+"""Models: loading diffusers pipelines and the ``DiffusionModel`` adapter explainers drive."""
+
+from diffexplain.models.diffusion import Conditioning, DiffusionModel, Trajectory
+from diffexplain.models.loading import load_pipeline
+
+
+def tiny_model(seed: int = 0, guidance_scale: float = 7.5, scheduler: str | None = None) -> DiffusionModel:
+    """``model=tiny``: the random-init tiny pipeline, wrapped."""
+    from diffexplain.models.tiny import build_tiny_pipeline
+
+    return DiffusionModel(build_tiny_pipeline(seed), guidance_scale=guidance_scale, scheduler=scheduler)
+
+
+__all__ = ["Conditioning", "DiffusionModel", "Trajectory", "load_pipeline", "tiny_model"]

@@ -1,0 +1,36 @@
+"""Loading diffusers pipelines: the same call for a hub id on a user's machine and a local directory here."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from diffusers import DiffusionPipeline
+
+from diffexplain.errors import UserError, check
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    check(name in DTYPES, "model.dtype", name, f"one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def load_pipeline(path_or_hub_id: str, dtype: str = "float32", device: str | torch.device | None = None, **kwargs):
+    """``DiffusionPipeline.from_pretrained`` for a local directory or a hub id, in ``dtype``, on ``device``.
+
+    Extra keyword arguments go to ``from_pretrained`` (e.g. ``safety_checker=None`` for SD 1.x).
+    """
+    torch_dtype_ = torch_dtype(dtype)
+    local = os.path.isdir(path_or_hub_id)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(path_or_hub_id, dtype=torch_dtype_, **kwargs)
+    except (OSError, ValueError) as e:  # missing directory, unknown or malformed hub id
+        where = "directory" if local else "hub id (needs internet, or a copy in the Hugging Face cache)"
+        raise UserError("model.path", path_or_hub_id,
+                        f"a loadable diffusers pipeline {where}; loading failed: {str(e).splitlines()[0]}") from e
+    pipe.set_progress_bar_config(disable=True)
+    if device is not None:
+        pipe.to(device)
+    return pipe

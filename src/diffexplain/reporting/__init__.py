@@ -1,0 +1,1 @@
+"""Tables (pandas) and figures (matplotlib/seaborn) built from a job's outputs."""

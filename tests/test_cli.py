@@ -1,0 +1,74 @@
+"""The command line as a user runs it: output contract, W&B offline run, exit 2 on bad input, resume."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from conftest import run_cli
+from diffexplain.reporting.tables import COLUMNS
+
+
+def test_generate_writes_the_output_contract(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("pipeline=generate", "model=tiny", "data.prompts=[a red circle]", "logger=none",
+                  "schedule.num_steps=4", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = pd.read_parquet(out / "results.parquet")
+    assert list(df.columns) == list(COLUMNS)
+    assert set(df.metric) == {"ssim_to_final", "cosine_to_final"}
+    assert sorted(df[df.metric == "ssim_to_final"].step_index.tolist()) == [0, 1, 2, 3]
+    assert df.loc[df.step_index == 3, "value"].between(-1, 1).all()
+    info = json.loads((out / "run.json").read_text())
+    assert len(info["timesteps"]) == 4 and info["timesteps"] == sorted(info["timesteps"], reverse=True)
+    (item,) = info["items"]
+    assert item["prompt"] == "a red circle" and item["seed"] == 0
+    with np.load(out / "images.npz") as images:
+        pid = item["prompt_id"]
+        assert set(images.files) == {f"{pid}/final"} | {f"{pid}/x0/{i}" for i in range(4)}
+        final = images[f"{pid}/final"]
+        assert final.dtype == np.float32 and final.shape == (16, 16, 3) and 0 <= final.min() <= final.max() <= 1
+    with np.load(out / "heatmaps.npz") as heatmaps:
+        assert heatmaps.files == []
+    assert (out / "figures" / f"{pid}_x0.png").stat().st_size > 0
+    assert not (out / ".partial").exists()
+
+
+def test_default_logger_writes_an_offline_wandb_run_with_images_and_table(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("pipeline=generate", "model=tiny", "data.prompts=[a blue square]", "schedule.num_steps=2",
+                  f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    media = run_dir / "files" / "media"
+    assert list((media / "images").glob("*.png")), "no figures logged"
+    assert list((media / "table").glob("results_*.table.json")), "no results table logged"
+
+
+def test_bad_value_prints_one_line_exits_2_and_leaves_no_outputs(tmp_path):
+    out = tmp_path / "run"
+    res = run_cli("pipeline=generate", "model=tiny", "schedule.num_steps=0", "logger=none", f"hydra.run.dir={out}")
+    assert res.returncode == 2
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines == ["error: schedule.num_steps=0 is invalid: an integer >= 1"]
+    assert not out.exists()
+
+
+def test_interrupted_run_resumes_from_finished_items(tmp_path):
+    """Items finished before a crash are kept as shards and not recomputed when the run is repeated."""
+    from diffexplain.io import write_pickle
+    from diffexplain.pipelines.base import ItemOutput
+    from diffexplain.runner.data import PromptItem, make_prompt_id
+
+    out = tmp_path / "run"
+    done = PromptItem(make_prompt_id("a red circle", 0), "a red circle", 0)
+    marker = ItemOutput(done, timesteps=[501, 1], rows=[], images={f"{done.prompt_id}/final": np.zeros((16, 16, 3), np.float32)})
+    write_pickle(out / ".partial" / f"{done.prompt_id}.pkl", marker)
+    res = run_cli("pipeline=generate", "model=tiny", "data.prompts=[a red circle, a blue square]", "logger=none",
+                  "schedule.num_steps=2", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(out / "images.npz") as images:
+        assert np.all(images[f"{done.prompt_id}/final"] == 0), "a finished item was recomputed"
+        assert f"{done.prompt_id}/x0/0" not in images.files
+    df = pd.read_parquet(out / "results.parquet")
+    assert set(df.prompt) == {"a blue square"}
