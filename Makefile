@@ -29,3 +29,6 @@ demo: ## The main job on the default model (outputs/<date>/<time>/)
 clean: ## Remove outputs, caches and build leftovers (keeps .venv and models/)
 	rm -rf outputs multirun wandb .pytest_cache src/*.egg-info
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+bench: ## Run the benchmarks (JSON under benchmarks/results/)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_rise.py

@@ -1,5 +1,11 @@
 """Models: loading diffusers pipelines and the ``DiffusionModel`` adapter explainers drive."""
 
+import logging
+
+# Importing SD pipelines makes transformers warn that torchvision is missing; it is kept out on purpose (its
+# binaries break against the pinned torch) and no image processor of ours needs it.
+logging.getLogger("transformers.utils.import_utils").addFilter(lambda r: "requires torchvision" not in r.getMessage())
+
 from diffexplain.models.diffusion import Conditioning, DiffusionModel, Trajectory
 from diffexplain.models.loading import load_pipeline
 

@@ -60,14 +60,22 @@ class Trajectory:
         return len(self.timesteps)
 
     def check_steps(self, steps, key: str = "explainer.steps") -> list[int]:
-        """Resolve step indices (None = every step; negatives count from the end) and validate them."""
-        if steps is None:
-            return list(range(self.num_steps))
-        steps = [int(s) for s in steps]
-        for s in steps:
-            check(-self.num_steps <= s < self.num_steps, key, s,
-                  f"step indices in [0, {self.num_steps - 1}] (or negative from the end) for a {self.num_steps}-step schedule")
-        return [s % self.num_steps for s in steps]
+        """Resolve step indices for this trajectory (see :func:`resolve_steps`)."""
+        return resolve_steps(steps, self.num_steps, key)
+
+
+def resolve_steps(steps, num_steps: int, key: str = "explainer.steps") -> list[int]:
+    """Step indices of a ``num_steps`` schedule: None = every step; negatives count from the end."""
+    if steps is None:
+        return list(range(num_steps))
+    if isinstance(steps, int):
+        steps = [steps]
+    out = []
+    for s in steps:
+        check(isinstance(s, int) and -num_steps <= s < num_steps, key, s,
+              f"step indices in [0, {num_steps - 1}] (or negative from the end) for a {num_steps}-step schedule")
+        out.append(s % num_steps)
+    return out
 
 
 class DiffusionModel:
@@ -171,6 +179,19 @@ class DiffusionModel:
         """
         scheduler = copy.deepcopy(trajectory.scheduler_states[i])
         return scheduler.step(output, trajectory.timesteps[i], latents, return_dict=False)[0]
+
+    def rollout(self, trajectory: Trajectory, i: int, latents: torch.Tensor, output: torch.Tensor | None = None):
+        """Continue the trajectory's sampler from step ``i`` for a batch of (perturbed) z_t to final latents.
+
+        ``output`` optionally gives the already computed guided model output at step ``i``.
+        """
+        scheduler = copy.deepcopy(trajectory.scheduler_states[i])
+        z = latents
+        for j in range(i, trajectory.num_steps):
+            t = trajectory.timesteps[j]
+            out = output if (j == i and output is not None) else self.unet_output(z, t, trajectory.cond)
+            z = scheduler.step(out, t, z, return_dict=False)[0]
+        return z
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch_size: int = 16) -> torch.Tensor:

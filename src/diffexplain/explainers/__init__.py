@@ -1,0 +1,7 @@
+"""Explainers: one class per method on one interface (:class:`~diffexplain.explainers.base.Explainer`)."""
+
+from diffexplain.explainers.base import Explainer
+from diffexplain.explainers.random import RandomExplainer
+from diffexplain.explainers.rise import RISE
+
+__all__ = ["RISE", "Explainer", "RandomExplainer"]

@@ -1,0 +1,104 @@
+"""``pipeline=explain`` (RQ2/RQ3): explain chosen steps of each prompt's trajectory.
+
+Per item: generate once, explain the steps, keep the maps (``heatmaps.npz``), and where the prompt belongs to the
+Shapes grammar score each map against the objects segmented from the final image (rows ``saliency_inside``,
+``saliency_outside``, ``pointing_game``; per-token maps against their own word's object).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffexplain.errors import UserError
+from diffexplain.models import DiffusionModel
+from diffexplain.models.diffusion import resolve_steps
+from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
+from diffexplain.pipelines.base import ItemOutput, Pipeline, x0_grid
+from diffexplain.reporting.figures import image_row
+from diffexplain.reporting.tables import row
+from diffexplain.runner.data import PromptItem
+
+
+def ground_truth(prompt: str, final_image: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Per-word object masks of a generated Shapes image, or None for prompts outside the grammar."""
+    from diffexplain.world import segment
+
+    try:
+        return segment(final_image, prompt)
+    except UserError:
+        return None
+
+
+class ExplainPipeline(Pipeline):
+    name = "explain"
+
+    def __init__(self, schedule, explainer, similarity=None):
+        super().__init__(schedule)
+        self.make_explainer, self.similarity = explainer, similarity
+        self.explainer = None
+
+    def validate(self, model: DiffusionModel) -> None:
+        self.explainer = self.make_explainer(model=model, similarity=self.similarity)
+        num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
+        resolve_steps(self.explainer.steps, num_steps)
+
+    def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
+        traj, out = self.generate(model, item)
+        ex, pid = self.explainer, item.prompt_id
+        steps = traj.check_steps(ex.steps)
+        maps = ex.explain(traj, steps).float()
+        words = ex.words(traj) if ex.per_token else [None]
+        if not ex.per_token:
+            maps = maps[:, None]
+        truth = ground_truth(item.prompt, out.images[f"{pid}/final"])
+        sim = self.similarity.name if self.similarity is not None else None
+        for k, i in enumerate(steps):
+            t = out.timesteps[i]
+            for w, word in enumerate(words):
+                key = f"{pid}/{ex.name}/{i}" + (f"/{word}" if word else "")
+                out.heatmaps[key] = maps[k, w].numpy().astype(np.float32)
+                for metric, value in self.localisation(maps[k, w], truth, word):
+                    out.rows.append(row(item, metric, value, i, t, ex.name, sim, word))
+        return out
+
+    @staticmethod
+    def localisation(saliency: torch.Tensor, truth: dict | None, word: str | None) -> list[tuple[str, float]]:
+        """Scores against the word's object (per-token maps) or the union of all prompted objects."""
+        if not truth or (word is not None and word not in truth):
+            return []
+        masks = [truth[word]] if word else list(truth.values())
+        mask = mask_to_grid(np.logical_or.reduce(masks), tuple(saliency.shape))
+        if not mask.any():
+            return []
+        inside, outside = inside_outside(saliency, mask)
+        return [("saliency_inside", inside), ("saliency_outside", outside),
+                ("pointing_game", pointing_game(saliency, mask))]
+
+    def figures(self, outputs: list[ItemOutput], heatmaps: dict, images: dict, fig_dir: Path) -> list[Path]:
+        """Per item and word: the map over steps overlaid on the decoded x0-prediction and on the final image."""
+        paths = []
+        for o in outputs:
+            pid = o.item.prompt_id
+            by_word: dict[str, list[tuple[int, np.ndarray]]] = {}
+            for key, value in heatmaps.items():
+                parts = key.split("/")
+                if parts[0] == pid and len(parts) >= 3:
+                    by_word.setdefault("/".join(parts[3:]), []).append((int(parts[2]), value))
+            for word, entries in sorted(by_word.items()):
+                entries.sort()
+                steps = [i for i, _ in entries]
+                maps = [m for _, m in entries]
+                x0 = [images[f"{pid}/x0/{i}"] for i in steps]
+                final = [images[f"{pid}/final"]] * len(steps)
+                titles = [f"i={i} t={o.timesteps[i]}" for i in steps]
+                name = f"{pid}_{self.explainer.name}" + (f"_{word}" if word else "")
+                label = f"{o.item.prompt!r}" + (f" — {word!r}" if word else "")
+                paths.append(image_row(x0 + final, titles + titles, fig_dir / f"{name}.png",
+                                       suptitle=f"{label}: map on x0-prediction (top) and final image (bottom)",
+                                       overlays=maps + maps, max_cols=len(steps)))
+            paths.append(x0_grid(o.item, images, o.timesteps, fig_dir))
+        return paths

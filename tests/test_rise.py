@@ -1,0 +1,101 @@
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import run_cli
+from diffexplain.errors import UserError
+from diffexplain.explainers import RISE
+from diffexplain.models import DiffusionModel
+from diffexplain.schedules import Uniform
+from diffexplain.similarity import SSIM, Cosine, SingleImageFID, Structure
+
+PROMPT = "a red circle and a blue square"
+
+
+@pytest.fixture(scope="module")
+def traj(tiny):
+    return tiny.generate(PROMPT, 0, Uniform(4))
+
+
+class ConstantSimilarity(Cosine):
+    def forward(self, a, b):
+        return torch.ones(a.shape[0], dtype=a.dtype)
+
+
+def region_model(tiny, region):
+    """The tiny pipeline with a UNet replaced by one whose output depends on the latent inside ``region`` only."""
+    model = DiffusionModel(tiny.pipe)
+    model.unet_output = lambda latents, t, cond: latents * region
+    return model
+
+
+def test_normalisation_makes_a_constant_score_a_flat_map_of_one(tiny, traj):
+    model = region_model(tiny, torch.ones(1, 1, 8, 8))
+    sal = RISE(model, ConstantSimilarity(), n_masks=8000, p=0.3, batch_size=1000).explain(traj, [1])[0]
+    assert sal.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert sal.std().item() < 0.05
+
+
+def test_map_highlights_the_region_the_outcome_depends_on(tiny, traj):
+    """A model whose output at step i only depends on a known region: that region is what the map highlights."""
+    region = torch.zeros(1, 1, 8, 8)
+    region[..., 2:5, 3:7] = 1
+    model = region_model(tiny, region)
+    fake = dataclasses.replace(traj, latents=traj.latents.clone())
+    fake.latents[2] = traj.latents[1] * region[0]  # the unmasked outcome: what the masked ones are scored against
+    sal = RISE(model, Cosine(), target="paper", n_masks=8000, batch_size=1000).explain(fake, [1])[0]
+    inside, outside = sal[region[0, 0] > 0], sal[region[0, 0] == 0]
+    assert inside.mean() > outside.max()
+    top = sal.flatten().topk(len(inside)).indices
+    assert region.flatten()[top].mean() >= 0.75, "the most salient pixels lie in the region"
+
+
+@pytest.mark.parametrize("target", ["paper", "next_latent", "x0", "final"])
+@pytest.mark.parametrize("masks", ["pixel", "grid"])
+def test_every_target_and_mask_kind_gives_finite_deterministic_maps(tiny, traj, target, masks):
+    make = lambda: RISE(tiny, SSIM(), masks=masks, target=target, n_masks=16, batch_size=8, seed=1)  # noqa: E731
+    a, b = make().explain(traj, [0, 3]), make().explain(traj, [0, 3])
+    assert a.shape == (2, 8, 8) and torch.isfinite(a).all()
+    assert torch.equal(a, b)
+    assert not torch.equal(a, RISE(tiny, SSIM(), masks=masks, target=target, n_masks=16, seed=2).explain(traj, [0, 3]))
+
+
+def test_streamed_accumulation_does_not_depend_on_batch_size(tiny, traj):
+    a = RISE(tiny, SSIM(), n_masks=40, batch_size=7).explain(traj, [2])
+    b = RISE(tiny, SSIM(), n_masks=40, batch_size=40).explain(traj, [2])
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_map_scores_and_image_similarities(tiny, traj):
+    assert RISE(tiny, Structure(), score="map", n_masks=8).explain(traj, [-1]).shape == (1, 8, 8)
+    assert torch.isfinite(RISE(tiny, SingleImageFID(), n_masks=8).explain(traj, [0])).all()
+
+
+def test_grid_masks_are_in_unit_range_with_mean_p(tiny):
+    ex = RISE(tiny, SSIM(), masks="grid", grid_size=3, p=0.5)
+    m = ex.sample_masks(2000, 8, 8, torch.Generator().manual_seed(0))
+    assert m.shape == (2000, 1, 8, 8) and m.min() >= 0 and m.max() <= 1
+    assert m.mean().item() == pytest.approx(0.5, abs=0.02)
+    assert ((m > 0) & (m < 1)).any(), "grid masks are smooth (bilinear)"
+
+
+@pytest.mark.parametrize("kwargs, key", [({"n_masks": 0}, "explainer.n_masks"), ({"p": 1.5}, "explainer.p"),
+                                         ({"target": "noise"}, "explainer.target"), ({"masks": "x"}, "explainer.masks")])
+def test_invalid_parameters_raise_user_errors(tiny, kwargs, key):
+    with pytest.raises(UserError, match=key):
+        RISE(tiny, SSIM(), **kwargs)
+    with pytest.raises(UserError, match="explainer.score"):
+        RISE(tiny, SingleImageFID(), score="map")
+
+
+def test_cli_rejects_bad_values_with_one_line_and_exit_2(tmp_path):
+    cases = {"explainer.n_masks=0": "explainer.n_masks=0", "explainer.p=1.5": "explainer.p=1.5",
+             "explainer.steps=[7]": "explainer.steps=7", "explainer.target=noise": "explainer.target='noise'"}
+    for n, (override, expected) in enumerate(cases.items()):
+        out = tmp_path / f"case{n}"
+        res = run_cli("pipeline=explain", "model=tiny", "schedule.num_steps=4", "logger=none", override,
+                      f"hydra.run.dir={out}")
+        lines = [x for x in res.stderr.splitlines() if x.strip()]
+        assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {expected} is invalid"), lines
+        assert not out.exists()
