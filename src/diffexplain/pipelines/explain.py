@@ -17,6 +17,7 @@ from diffexplain.errors import UserError
 from diffexplain.models import DiffusionModel
 from diffexplain.models.diffusion import resolve_steps
 from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
+from diffexplain.metrics.token_roles import attention_shares, role_shares
 from diffexplain.pipelines.base import ItemOutput, Pipeline, x0_grid
 from diffexplain.reporting.figures import image_row
 from diffexplain.reporting.tables import row
@@ -55,6 +56,7 @@ class ExplainPipeline(Pipeline):
         if not ex.per_token:
             maps = maps[:, None]
         truth = ground_truth(item.prompt, out.images[f"{pid}/final"])
+        roles = ex.roles(item.prompt) if ex.per_token else None
         sim = self.similarity.name if self.similarity is not None else None
         for k, i in enumerate(steps):
             t = out.timesteps[i]
@@ -63,14 +65,20 @@ class ExplainPipeline(Pipeline):
                 out.heatmaps[key] = maps[k, w].numpy().astype(np.float32)
                 for metric, value in self.localisation(maps[k, w], truth, word):
                     out.rows.append(row(item, metric, value, i, t, ex.name, sim, word))
+            if ex.per_token:
+                shares = attention_shares(maps[k], words)
+                out.rows += [row(item, "attention_share", v, i, t, ex.name, sim, w) for w, v in shares.items()]
+                if roles:
+                    out.rows += [row(item, "role_share", v, i, t, ex.name, sim, r)
+                                 for r, v in role_shares(shares, roles).items()]
         return out
 
     @staticmethod
     def localisation(saliency: torch.Tensor, truth: dict | None, word: str | None) -> list[tuple[str, float]]:
         """Scores against the word's object (per-token maps) or the union of all prompted objects."""
-        if not truth or (word is not None and word not in truth):
+        if not truth or (word is not None and word.split("#")[0] not in truth):
             return []
-        masks = [truth[word]] if word else list(truth.values())
+        masks = [truth[word.split("#")[0]]] if word else list(truth.values())
         mask = mask_to_grid(np.logical_or.reduce(masks), tuple(saliency.shape))
         if not mask.any():
             return []
@@ -79,26 +87,31 @@ class ExplainPipeline(Pipeline):
                 ("pointing_game", pointing_game(saliency, mask))]
 
     def figures(self, outputs: list[ItemOutput], heatmaps: dict, images: dict, fig_dir: Path) -> list[Path]:
-        """Per item and word: the map over steps overlaid on the decoded x0-prediction and on the final image."""
-        paths = []
+        """Per item: the map over steps overlaid on the decoded x0-prediction and on the final image
+        (per-token explainers: one row per word on the x0-prediction), and the x0-prediction grid."""
+        paths, name = [], self.explainer.name
         for o in outputs:
             pid = o.item.prompt_id
-            by_word: dict[str, list[tuple[int, np.ndarray]]] = {}
+            maps: dict[str, dict[int, np.ndarray]] = {}
             for key, value in heatmaps.items():
                 parts = key.split("/")
-                if parts[0] == pid and len(parts) >= 3:
-                    by_word.setdefault("/".join(parts[3:]), []).append((int(parts[2]), value))
-            for word, entries in sorted(by_word.items()):
-                entries.sort()
-                steps = [i for i, _ in entries]
-                maps = [m for _, m in entries]
-                x0 = [images[f"{pid}/x0/{i}"] for i in steps]
-                final = [images[f"{pid}/final"]] * len(steps)
-                titles = [f"i={i} t={o.timesteps[i]}" for i in steps]
-                name = f"{pid}_{self.explainer.name}" + (f"_{word}" if word else "")
-                label = f"{o.item.prompt!r}" + (f" — {word!r}" if word else "")
-                paths.append(image_row(x0 + final, titles + titles, fig_dir / f"{name}.png",
-                                       suptitle=f"{label}: map on x0-prediction (top) and final image (bottom)",
-                                       overlays=maps + maps, max_cols=len(steps)))
+                if parts[0] == pid and parts[1] == name:
+                    maps.setdefault("/".join(parts[3:]), {})[int(parts[2])] = value
+            if not maps:
+                continue
+            steps = sorted(next(iter(maps.values())))
+            titles = [f"i={i} t={o.timesteps[i]}" for i in steps]
+            x0 = [images[f"{pid}/x0/{i}"] for i in steps]
+            if self.explainer.per_token:
+                words = list(maps)
+                imgs, overlays = x0 * len(words), [maps[w][i] for w in words for i in steps]
+                titles = [f"{w} {t}" for w in words for t in titles]
+                what = "per word (one row each) on the x0-prediction"
+            else:
+                imgs, overlays = x0 + [images[f"{pid}/final"]] * len(steps), [maps[""][i] for i in steps] * 2
+                titles = titles * 2
+                what = "on the x0-prediction (top) and the final image (bottom)"
+            paths.append(image_row(imgs, titles, fig_dir / f"{pid}_{name}.png", overlays=overlays,
+                                   max_cols=len(steps), suptitle=f"{o.item.prompt!r} seed {o.item.seed}: {name} {what}"))
             paths.append(x0_grid(o.item, images, o.timesteps, fig_dir))
         return paths

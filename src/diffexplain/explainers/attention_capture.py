@@ -1,0 +1,122 @@
+"""Recording cross-attention through diffusers' attention processors (DAAM-style), always restored.
+
+``with CrossAttentionRecorder(unet, latent_hw) as rec:`` swaps every cross-attention (``attn2``) processor for a
+recording one; each UNet forward inside the block appends one :class:`AttentionCall` to ``rec.calls`` holding the
+conditional half's probabilities, averaged over heads, upsampled to the latent grid and summed over layers.
+On exit — also on error — the original processors are back and the hook that separates calls is removed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class AttentionCall:
+    """Cross-attention of one UNet forward (the conditional half of the guidance batch)."""
+
+    maps: torch.Tensor | None = None  # [N, K, h, w]: Σ over layers of head-averaged probabilities
+    mass: torch.Tensor | None = None  # [N, K]: Σ over layers of the mean (over positions) probability per token
+    layers: list[str] = field(default_factory=list)
+
+    def add(self, name: str, maps: torch.Tensor, mass: torch.Tensor) -> None:
+        self.maps = maps if self.maps is None else self.maps + maps
+        self.mass = mass if self.mass is None else self.mass + mass
+        self.layers.append(name)
+
+    def mean_maps(self) -> torch.Tensor:
+        """Layer-averaged maps [N, K, h, w]."""
+        return self.maps / len(self.layers)
+
+    def mean_mass(self) -> torch.Tensor:
+        """Layer-averaged share of attention per token [N, K] (rows sum to 1 over all K tokens)."""
+        return self.mass / len(self.layers)
+
+
+class RecordingAttnProcessor:
+    """diffusers' plain ``AttnProcessor`` computation with the attention probabilities kept."""
+
+    def __init__(self, recorder: CrossAttentionRecorder, name: str):
+        self.recorder, self.name = recorder, name
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        batch_size, sequence_length, _ = (hidden_states.shape if encoder_hidden_states is None
+                                          else encoder_hidden_states.shape)
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        query, key, value = attn.head_to_batch_dim(query), attn.head_to_batch_dim(key), attn.head_to_batch_dim(value)
+        probs = attn.get_attention_scores(query, key, attention_mask)
+        self.recorder.record(self.name, probs, attn.heads)
+        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+def is_cross_attention(processor_name: str) -> bool:
+    return ".attn2." in processor_name
+
+
+class CrossAttentionRecorder:
+    """Context manager recording cross-attention of every UNet forward inside it (see module docstring)."""
+
+    def __init__(self, unet, latent_hw: tuple[int, int]):
+        self.unet, self.latent_hw = unet, tuple(latent_hw)
+        self.calls: list[AttentionCall] = []
+        self._original = None
+        self._hook = None
+
+    def __enter__(self) -> CrossAttentionRecorder:
+        self._original = dict(self.unet.attn_processors)
+        try:
+            self.unet.set_attn_processor({name: RecordingAttnProcessor(self, name) if is_cross_attention(name) else p
+                                          for name, p in self._original.items()})
+            self._hook = self.unet.register_forward_pre_hook(lambda module, args: self.calls.append(AttentionCall()))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self._original is not None:
+            self.unet.set_attn_processor(self._original)
+            self._original = None
+
+    @torch.no_grad()
+    def record(self, name: str, probs: torch.Tensor, heads: int) -> None:
+        """Keep the conditional half of [B·heads, q, K] probabilities, head-averaged, on the latent grid."""
+        b = probs.shape[0] // heads
+        p = probs.detach().float().view(b, heads, *probs.shape[1:]).mean(1)[b // 2:]  # [N, q, K]
+        n, q, k = p.shape
+        h, w = self.latent_hw
+        scale = math.sqrt(h * w / q)
+        hq, wq = round(h / scale), round(w / scale)
+        maps = p.transpose(1, 2).reshape(n, k, hq, wq)
+        if (hq, wq) != (h, w):
+            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)
+        self.calls[-1].add(name, maps, p.mean(1))

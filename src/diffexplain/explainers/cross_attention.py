@@ -1,0 +1,43 @@
+"""``explainer=cross_attention``: per-word cross-attention maps at each step (DAAM-style aggregation).
+
+At each chosen step the guided UNet is evaluated once at the trajectory's z_t with recording attention
+processors (:mod:`~diffexplain.explainers.attention_capture`): probabilities of the conditional half, averaged
+over heads, upsampled to the latent grid, averaged over layers; sub-word tokens are summed into words and special
+tokens skipped. Works with negative prompts (they only enter the unconditional half).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.explainers.base import Explainer
+from diffexplain.explainers.words import word_spans
+from diffexplain.metrics.token_roles import load_roles, roles_for
+
+
+class CrossAttentionExplainer(Explainer):
+    name = "cross_attention"
+    per_token = True
+
+    def __init__(self, model, similarity=None, steps=None, seed: int = 0, roles_file: str | None = None):
+        super().__init__(model, similarity, steps, seed)
+        self.tagged = load_roles(roles_file)
+
+    def roles(self, prompt: str) -> dict[str, str] | None:
+        """Word → role for the token_roles table (user tags, else the Shapes grammar)."""
+        return roles_for(prompt, self.tagged)
+
+    def words(self, trajectory) -> list[str]:
+        return [w for w, _ in word_spans(self.model.pipe.tokenizer, trajectory.prompt)]
+
+    @torch.no_grad()
+    def explain(self, trajectory, steps: list[int] | None = None) -> torch.Tensor:
+        """[len(steps), K, h, w]: one map per word of the prompt."""
+        steps = trajectory.check_steps(self.steps if steps is None else steps)
+        spans = word_spans(self.model.pipe.tokenizer, trajectory.prompt)
+        with CrossAttentionRecorder(self.model.unet, trajectory.latents.shape[-2:]) as rec:
+            for i in steps:
+                self.model.unet_output(trajectory.latents[i: i + 1], trajectory.timesteps[i], trajectory.cond)
+        maps = torch.stack([call.mean_maps()[0] for call in rec.calls])  # [S, tokens, h, w]
+        return torch.stack([maps[:, pos].sum(1) for _, pos in spans], dim=1).cpu()

@@ -1,0 +1,114 @@
+"""DF-CAM's hooks and the cross-attention recorder: real maps, always restored."""
+
+import pytest
+import torch
+
+from diffexplain.errors import UserError
+from diffexplain.explainers import DFCAM, CrossAttentionExplainer
+from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.explainers.words import word_spans
+from diffexplain.schedules import Uniform
+from diffexplain.similarity import SSIM
+
+PROMPT = "a red circle and a blue square"
+
+
+@pytest.fixture(scope="module")
+def traj(tiny):
+    return tiny.generate(PROMPT, 0, Uniform(4))
+
+
+def hook_count(module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in module.modules())
+
+
+def processors(unet) -> dict:
+    return {k: id(v) for k, v in unet.attn_processors.items()}
+
+
+def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
+    before = hook_count(tiny.unet)
+    cam = DFCAM(tiny)
+    assert len(cam.module_names) == 8 and all(".resnets." in n for n in cam.module_names)
+    maps = cam.module_maps(traj, 1)
+    assert set(maps) == set(cam.module_names)
+    for m in maps.values():
+        assert m.shape == (8, 8) and m.min() >= 0 and m.max() <= 1
+    assert torch.allclose(cam.explain(traj, [1])[0], torch.stack(list(maps.values())).sum(0))
+    assert hook_count(tiny.unet) == before
+    assert all(p.grad is None for p in tiny.unet.parameters())
+
+
+def test_cam_removes_hooks_when_the_target_fails(tiny, traj):
+    before = hook_count(tiny.unet)
+    cam = DFCAM(tiny, SSIM(), target="similarity")
+    cam.similarity = None  # breaks the target computation mid-way
+    with pytest.raises(AttributeError):
+        cam.explain(traj, [0])
+    assert hook_count(tiny.unet) == before
+
+
+def test_cam_single_module_similarity_target_and_bad_patterns(tiny, traj):
+    single = DFCAM(tiny, modules="mid_block.resnets.0")
+    assert single.module_names == ["mid_block.resnets.0"]
+    assert torch.isfinite(single.explain(traj, [2])).all()
+    sim = DFCAM(tiny, SSIM(), target="similarity").explain(traj, [0])
+    assert torch.isfinite(sim).all() and sim.max() > 0
+    with pytest.raises(UserError, match="explainer.modules"):
+        DFCAM(tiny, modules=["no_such_block.*"])
+    with pytest.raises(UserError, match="explainer.target"):
+        DFCAM(tiny, target="similarity")
+
+
+def test_recorder_restores_processors_and_hooks_even_on_error(tiny, traj):
+    before, hooks = processors(tiny.unet), hook_count(tiny.unet)
+    with pytest.raises(RuntimeError, match="boom"):
+        with CrossAttentionRecorder(tiny.unet, (8, 8)):
+            assert processors(tiny.unet) != before
+            raise RuntimeError("boom")
+    assert processors(tiny.unet) == before and hook_count(tiny.unet) == hooks
+
+
+def test_recording_does_not_change_the_model_output(tiny, traj):
+    z, t = traj.latents[1:2], traj.timesteps[1]
+    with torch.no_grad():
+        plain = tiny.unet_output(z, t, traj.cond)
+        with CrossAttentionRecorder(tiny.unet, (8, 8)) as rec:
+            recorded = tiny.unet_output(z, t, traj.cond)
+    assert torch.allclose(plain, recorded, atol=1e-5)
+    (call,) = rec.calls
+    assert len(call.layers) == sum(".attn2." in n for n in tiny.unet.attn_processors)
+    # probabilities over all tokens sum to one at every position (upsampling keeps that)
+    assert torch.allclose(call.mean_maps()[0].sum(0), torch.ones(8, 8), atol=1e-4)
+
+
+def test_recorder_handles_batches_of_prompts_and_negative_prompts(tiny, traj):
+    z, t = traj.latents[1:2], traj.timesteps[1]
+    a, b = tiny.encode(PROMPT), tiny.encode("a green triangle")
+    neg = tiny.encode(PROMPT, negative_prompt="a yellow square")
+
+    def record(latents, embeds):
+        with torch.no_grad(), CrossAttentionRecorder(tiny.unet, (8, 8)) as rec:
+            tiny.unet(torch.cat([latents, latents]), t, encoder_hidden_states=embeds)
+        return rec.calls[0].mean_maps()
+
+    single_a, single_b = record(z, a.embeds), record(z, b.embeds)
+    both = record(torch.cat([z, z]), torch.cat([a.embeds[:1], b.embeds[:1], a.embeds[1:], b.embeds[1:]]))
+    assert torch.allclose(both[0], single_a[0], atol=1e-5) and torch.allclose(both[1], single_b[0], atol=1e-5)
+    assert not torch.allclose(single_a, single_b)
+    assert torch.allclose(record(z, neg.embeds), single_a, atol=1e-5), "negative prompt only enters the uncond half"
+
+
+def test_cross_attention_explainer_gives_one_map_per_word(tiny, traj):
+    ex = CrossAttentionExplainer(tiny)
+    maps = ex.explain(traj, [0, 3])
+    assert ex.words(traj) == ["a", "red", "circle", "and", "a#2", "blue", "square"]
+    assert maps.shape == (2, 7, 8, 8) and torch.isfinite(maps).all() and (maps >= 0).all()
+    assert torch.equal(maps, ex.explain(traj, [0, 3]))
+    assert ex.roles(PROMPT)["circle"] == "shape"
+
+
+def test_sub_word_tokens_merge_into_one_word(tiny):
+    spans = word_spans(tiny.pipe.tokenizer, "a purple circle")
+    assert [w for w, _ in spans] == ["a", "purple", "circle"]
+    assert len(spans[1][1]) > 1
