@@ -17,20 +17,28 @@ import torch.nn.functional as F
 
 @dataclass
 class AttentionCall:
-    """Cross-attention of one UNet forward (the conditional half of the guidance batch)."""
+    """Cross-attention of one UNet forward (the conditional half of the guidance batch).
 
-    maps: torch.Tensor | None = None  # [N, K, h, w]: Σ over layers of head-averaged probabilities
+    Layers are summed per native resolution while recording; upsampling to the latent grid happens once, on read.
+    """
+
+    latent_hw: tuple[int, int]
+    sums: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # (h', w') → [N, K, h', w']
     mass: torch.Tensor | None = None  # [N, K]: Σ over layers of the mean (over positions) probability per token
     layers: list[str] = field(default_factory=list)
 
     def add(self, name: str, maps: torch.Tensor, mass: torch.Tensor) -> None:
-        self.maps = maps if self.maps is None else self.maps + maps
+        hw = tuple(maps.shape[-2:])
+        self.sums[hw] = maps if hw not in self.sums else self.sums[hw] + maps
         self.mass = mass if self.mass is None else self.mass + mass
         self.layers.append(name)
 
     def mean_maps(self) -> torch.Tensor:
-        """Layer-averaged maps [N, K, h, w]."""
-        return self.maps / len(self.layers)
+        """Layer-averaged maps [N, K, h, w] on the latent grid."""
+        total = sum(m if hw == self.latent_hw else
+                    F.interpolate(m, size=self.latent_hw, mode="bilinear", align_corners=False)
+                    for hw, m in self.sums.items())
+        return total / len(self.layers)
 
     def mean_mass(self) -> torch.Tensor:
         """Layer-averaged share of attention per token [N, K] (rows sum to 1 over all K tokens)."""
@@ -93,7 +101,8 @@ class CrossAttentionRecorder:
         try:
             self.unet.set_attn_processor({name: RecordingAttnProcessor(self, name) if is_cross_attention(name) else p
                                           for name, p in self._original.items()})
-            self._hook = self.unet.register_forward_pre_hook(lambda module, args: self.calls.append(AttentionCall()))
+            self._hook = self.unet.register_forward_pre_hook(
+                lambda module, args: self.calls.append(AttentionCall(self.latent_hw)))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -116,7 +125,4 @@ class CrossAttentionRecorder:
         h, w = self.latent_hw
         scale = math.sqrt(h * w / q)
         hq, wq = round(h / scale), round(w / scale)
-        maps = p.transpose(1, 2).reshape(n, k, hq, wq)
-        if (hq, wq) != (h, w):
-            maps = F.interpolate(maps, size=(h, w), mode="bilinear", align_corners=False)
-        self.calls[-1].add(name, maps, p.mean(1))
+        self.calls[-1].add(name, p.transpose(1, 2).reshape(n, k, hq, wq), p.mean(1))

@@ -1,0 +1,62 @@
+"""Cross-attention capture overhead: generation with the recorder vs plain generation (target ratio <= 1.2).
+
+    python benchmarks/bench_cross_attention.py [--model models/shapes-sd] [--steps 20] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.io import write_json
+from diffexplain.models import DiffusionModel, tiny_model
+from diffexplain.schedules import Uniform
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "a red circle and a blue square"
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "models" / "shapes-sd"), help="pipeline dir, or 'tiny'")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cross_attention.json"))
+    args = parser.parse_args()
+    model = tiny_model() if args.model == "tiny" else DiffusionModel.from_pretrained(args.model, scheduler="dpm_solver")
+    schedule = Uniform(args.steps)
+
+    def recorded():
+        with CrossAttentionRecorder(model.unet, model.latent_shape[1:]) as rec:
+            model.generate(PROMPT, 0, schedule)
+        assert len(rec.calls) == args.steps
+
+    plain_s = timed(lambda: model.generate(PROMPT, 0, schedule), args.repeats)
+    recorded_s = timed(recorded, args.repeats)
+    result = {"plain_generate_s": round(plain_s, 4), "recorded_generate_s": round(recorded_s, 4),
+              "overhead_ratio": round(recorded_s / plain_s, 4), "target_ratio_max": 1.2,
+              "setup": {"model": args.model, "steps": args.steps, "repeats": args.repeats,
+                        "latent_shape": list(model.latent_shape), "device": str(model.device),
+                        "torch_threads": torch.get_num_threads()}}
+    write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
