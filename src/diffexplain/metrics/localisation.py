@@ -22,6 +22,7 @@ def inside_outside(saliency: torch.Tensor, mask: torch.Tensor) -> tuple[float, f
 
 
 def pointing_game(saliency: torch.Tensor, mask: torch.Tensor) -> float:
-    """1.0 if the map's maximum lies inside ``mask`` (ties: any maximum inside), else 0.0."""
+    """1.0 if the map's maximum lies inside ``mask``, else 0.0; tied maxima count by the share inside
+    (so a flat map scores the mask's area, not a hit)."""
     s = saliency.float()
-    return float(bool(mask[s == s.max()].any()))
+    return mask[s == s.max()].float().mean().item()

@@ -1,0 +1,52 @@
+import pandas as pd
+import pytest
+import torch
+
+from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
+from diffexplain.metrics.token_roles import attention_shares, role_shares, stage_table
+from diffexplain.reporting.summary import localisation_summary
+from diffexplain.reporting.tables import row, to_frame
+from diffexplain.runner.data import PromptItem
+
+ITEM = PromptItem("p-s0-x", "a red circle", 0)
+
+
+def test_localisation_metrics_on_a_known_map():
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[1:3, 1:3] = True
+    sal = torch.zeros(4, 4)
+    sal[2, 2] = 5.0
+    assert inside_outside(sal, mask) == (pytest.approx(1.25), 0.0)
+    assert pointing_game(sal, mask) == 1.0 and pointing_game(-sal, mask) == pytest.approx(3 / 15)
+    assert pointing_game(torch.ones(4, 4), mask) == pytest.approx(4 / 16), "a flat map does not point"
+    image_mask = torch.zeros(8, 8, dtype=torch.bool)
+    image_mask[:4, :2] = True
+    assert mask_to_grid(image_mask.numpy(), (4, 4)).nonzero().tolist() == [[0, 0], [1, 0]]
+
+
+def test_summary_splits_steps_into_thirds():
+    rows = []
+    for step in range(6):  # early: 0-1, middle: 2-3, late: 4-5; inside > outside only late
+        inside = 1.0 if step >= 4 else 0.0
+        rows += [row(ITEM, "saliency_inside", inside, step, 999 - step, "rise"),
+                 row(ITEM, "saliency_outside", 0.5, step, 999 - step, "rise"),
+                 row(ITEM, "pointing_game", float(step % 2), step, 999 - step, "rise")]
+    summary = localisation_summary(to_frame(rows)).set_index("stage")
+    assert summary.loc["late", "inside_gt_outside"] == 1.0 and summary.loc["early", "inside_gt_outside"] == 0.0
+    assert (summary.pointing_game == 0.5).all() and (summary.maps == 2).all()
+
+
+def test_attention_and_role_shares():
+    maps = torch.stack([torch.full((2, 2), v) for v in (1.0, 2.0, 1.0)])
+    shares = attention_shares(maps, ["a", "red", "a#2"])
+    assert shares == {"a": 0.25, "red": 0.5, "a#2": 0.25}
+    assert role_shares(shares, {"a": "connective", "red": "colour"}) == {"connective": 0.5, "colour": 0.5}
+    rows = [row(ITEM, "role_share", 0.1 * s, s, 999 - s, "cross_attention", token="colour") for s in range(3)]
+    table = stage_table(to_frame(rows))
+    assert table["colour"].tolist() == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_results_frame_keeps_contract_dtypes():
+    df = to_frame([row(ITEM, "m", 1, 0, 999)])
+    assert str(df.step_index.dtype) == "Int64" and str(df.token.dtype) == "string"
+    assert isinstance(to_frame([]), pd.DataFrame)
