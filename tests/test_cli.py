@@ -72,3 +72,15 @@ def test_interrupted_run_resumes_from_finished_items(tmp_path):
         assert f"{done.prompt_id}/x0/0" not in images.files
     df = pd.read_parquet(out / "results.parquet")
     assert set(df.prompt) == {"a blue square"}
+
+
+def test_ddp_splits_prompts_over_ranks_and_merges_once(tmp_path):
+    out = tmp_path / "run"
+    prompts = ["a red circle", "a blue square", "a green triangle"]
+    res = run_cli("pipeline=generate", "model=tiny", f"data.prompts=[{', '.join(prompts)}]", "schedule.num_steps=2",
+                  "logger=none", "runner=ddp", "runner.accelerator=cpu", "runner.devices=2", f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((out / "run.json").read_text())
+    assert [it["prompt"] for it in info["items"]] == prompts
+    df = pd.read_parquet(out / "results.parquet")
+    assert sorted(df.prompt.unique()) == sorted(prompts) and len(df) == 3 * 2 * 2
