@@ -2,8 +2,14 @@
 
 from diffexplain.explainers.base import Explainer
 from diffexplain.explainers.cam import DFCAM
+from diffexplain.explainers.captum_base import CaptumExplainer, StepOutcome
 from diffexplain.explainers.cross_attention import CrossAttentionExplainer
+from diffexplain.explainers.gradient_shap import GradientShapExplainer
+from diffexplain.explainers.integrated_gradients import IntegratedGradientsExplainer
+from diffexplain.explainers.lime import LimeExplainer
+from diffexplain.explainers.occlusion import OcclusionExplainer
 from diffexplain.explainers.random import RandomExplainer
 from diffexplain.explainers.rise import RISE
 
-__all__ = ["DFCAM", "RISE", "CrossAttentionExplainer", "Explainer", "RandomExplainer"]
+__all__ = ["DFCAM", "RISE", "CaptumExplainer", "CrossAttentionExplainer", "Explainer", "GradientShapExplainer",
+           "IntegratedGradientsExplainer", "LimeExplainer", "OcclusionExplainer", "RandomExplainer", "StepOutcome"]
