@@ -40,6 +40,14 @@ def user_error(exc: BaseException) -> UserError | None:
     return None
 
 
+def _choices() -> dict[str, str]:
+    """The config-group choices of this job (``{"explainer": "rise", "schedule": "exp_late", ...}``)."""
+    try:
+        return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
+    except ValueError:
+        return {}
+
+
 def _sweep_name() -> str | None:
     try:
         hc = HydraConfig.get()
@@ -75,7 +83,7 @@ def run(cfg: DictConfig) -> Path:
     data = instantiate(cfg.data)
     pipeline.validate(model)
 
-    run_info = {"pipeline": pipeline.name, "config": OmegaConf.to_container(cfg, resolve=True),
+    run_info = {"pipeline": pipeline.name, "choices": _choices(), "config": OmegaConf.to_container(cfg, resolve=True),
                 "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     writer = OutputWriter(out_dir, pipeline, data.items, run_info)
     data.skip(writer.done_ids())

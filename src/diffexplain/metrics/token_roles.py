@@ -62,6 +62,6 @@ def stage_table(results: pd.DataFrame, stages: int = 3) -> pd.DataFrame:
     group = ["schedule"] if "schedule" in df else []
     n = df.groupby(group + ["prompt_id"])["step_index"].transform("max") + 1
     names = ["early", "middle", "late"] if stages == 3 else [f"stage{k}" for k in range(stages)]
-    df["stage"] = [names[min(int(s * stages // m), stages - 1)] for s, m in zip(df.step_index, n)]
-    table = df.groupby(group + ["stage", "token"])["value"].mean().unstack("token")
-    return table.reindex(names, level="stage") if not group else table
+    df["stage"] = pd.Categorical([names[min(int(s * stages // m), stages - 1)] for s, m in zip(df.step_index, n)],
+                                 names, ordered=True)
+    return df.groupby(group + ["stage", "token"], observed=True, dropna=False)["value"].mean().unstack("token")

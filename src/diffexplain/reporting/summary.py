@@ -1,6 +1,6 @@
-"""Localisation summary of explain runs: per explainer, word and stage of the schedule.
+"""Summaries of explain runs: localisation per explainer, word and stage; token roles per schedule and stage.
 
-    python -m diffexplain.reporting.summary RUN_DIR [RUN_DIR ...]    # prints a markdown table
+    python -m diffexplain.reporting.summary RUN_DIR [RUN_DIR ...]    # markdown tables (a multirun root works)
 
 Stages split each trajectory's steps into thirds (early / middle / late). ``inside_gt_outside`` is the share of
 (prompt, step) maps whose mean saliency inside the prompted objects exceeds that outside; ``pointing_game`` the
@@ -9,10 +9,13 @@ share whose maximum lies inside.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from diffexplain.metrics.token_roles import stage_table
 
 STAGES = ("early", "middle", "late")
 
@@ -42,18 +45,29 @@ def localisation_summary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_results(run_dirs: list[str]) -> pd.DataFrame:
-    """results.parquet of every run directory (searched recursively, e.g. a multirun root)."""
+    """results.parquet of every run directory (searched recursively, e.g. a multirun root), with each job's
+    ``schedule`` choice from its run.json."""
     files = [f for d in run_dirs for f in sorted(Path(d).rglob("results.parquet"))]
     if not files:
         raise SystemExit(f"no results.parquet under {' '.join(run_dirs)}")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frames = []
+    for f in files:
+        info = json.loads((f.parent / "run.json").read_text())
+        frames.append(pd.read_parquet(f).assign(schedule=info.get("choices", {}).get("schedule")))
+    return pd.concat(frames, ignore_index=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         raise SystemExit(__doc__)
-    print(localisation_summary(load_results(args)).to_markdown(index=False, floatfmt=".3f"))
+    results = load_results(args)
+    localisation = localisation_summary(results)
+    if not localisation.empty:
+        print("## Localisation\n\n" + localisation.to_markdown(index=False, floatfmt=".3f") + "\n")
+    if (results.metric == "role_share").any():
+        print("## Token roles (mean share of the words' cross-attention)\n\n"
+              + stage_table(results).to_markdown(floatfmt=".3f"))
 
 
 if __name__ == "__main__":

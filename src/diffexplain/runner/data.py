@@ -36,11 +36,12 @@ def make_prompt_id(prompt: str, seed: int, negative_prompt: str = "") -> str:
     return f"{slug}-s{int(seed)}-{digest}"
 
 
-def shapes_prompts(n: int | None, seed: int = 0) -> list[str]:
-    """A fixed, seeded mix of the Shapes grammar's prompts (all of them for ``n=None``)."""
+def shapes_prompts(n: int | None, n_objects: int | None = None, seed: int = 0) -> list[str]:
+    """A fixed, seeded mix of the Shapes grammar's prompts with ``n_objects`` objects (None: 1 or 2; all for n=None)."""
     from diffexplain.world import all_prompts
 
-    prompts = all_prompts()
+    check(n_objects in (None, 1, 2), "data.num_objects", n_objects, "1, 2 or null (both)")
+    prompts = all_prompts(n_objects)
     order = np.random.default_rng(seed).permutation(len(prompts))
     return [prompts[i] for i in order[:n]]
 
@@ -66,10 +67,12 @@ def read_prompt_file(path: str) -> list[str]:
 
 
 class PromptDataModule(L.LightningDataModule):
-    """Prompts × seeds. Prompts come from ``prompts`` (CLI list), else ``prompt_file``, else the Shapes grammar."""
+    """Prompts × seeds. Prompts come from ``prompts`` (CLI list), else ``prompt_file``, else the Shapes grammar
+    (``num_objects`` 1 or 2 picks one- or two-object prompts)."""
 
     def __init__(self, prompts: list[str] | None = None, prompt_file: str | None = None, num_prompts: int | None = 4,
-                 seeds: list[int] = (0,), negative_prompt: str = "", batch_size: int = 1):
+                 seeds: list[int] = (0,), negative_prompt: str = "", batch_size: int = 1,
+                 num_objects: int | None = None):
         super().__init__()
         check(num_prompts is None or num_prompts >= 1, "data.num_prompts", num_prompts, "an integer >= 1 or null (all)")
         check(batch_size >= 1, "data.batch_size", batch_size, "an integer >= 1")
@@ -81,7 +84,7 @@ class PromptDataModule(L.LightningDataModule):
         elif prompt_file is not None:
             prompts = read_prompt_file(prompt_file)[:num_prompts]
         else:
-            prompts = shapes_prompts(num_prompts)
+            prompts = shapes_prompts(num_prompts, num_objects)
         self.batch_size = batch_size
         self.items = [PromptItem(make_prompt_id(p, s, negative_prompt), p, int(s), negative_prompt)
                       for p in prompts for s in seeds]
