@@ -26,6 +26,9 @@ test-slow: ## Run the slow tests (long trainings and measurements)
 demo: ## The main job on the default model (outputs/<date>/<time>/)
 	HF_HUB_OFFLINE=1 $(PY) run.py
 
+world: ## Train the Shapes world model and classifier into models/ (resumable; ~25 min on 2 CPU cores)
+	HF_HUB_OFFLINE=1 $(PY) run.py pipeline=train_world logger=none
+
 clean: ## Remove outputs, caches and build leftovers (keeps .venv and models/)
 	rm -rf outputs multirun wandb .pytest_cache src/*.egg-info
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
