@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import structural_similarity_index_measure
 
@@ -239,5 +239,18 @@ def test_invalid_parameters():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_hydra_configs_instantiate(name):
-    s = instantiate(OmegaConf.load(CONF / f"{name}.yaml"))
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        cfg = compose("config", overrides=[f"similarity={name}"])
+    s = instantiate(cfg.similarity)
     assert type(s) is SIMILARITIES[name] and s.name == name
+
+
+def test_fid_default_features_are_the_shapes_classifier():
+    from diffexplain.world.classifier import ClassifierFeatures
+
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        cfg = compose("config", overrides=["similarity=fid"])
+    fid = instantiate(cfg.similarity)
+    assert isinstance(fid.feature_net, ClassifierFeatures)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(fid(x, x), torch.ones(2), atol=1e-4) and (fid(x, x.flip(0)) < 1).all()

@@ -8,7 +8,8 @@ distance at which it reaches 1/e.
 
 Any ``nn.Module`` returning [B, D, h, w] features (h·w > 1) can be plugged in as ``feature_net``,
 e.g. Inception's conv layers before the first pooling, through Hydra:
-``feature_net: {_target_: mypackage.InceptionConvFeatures}``.  The default is a fixed random conv net.
+``feature_net: {_target_: mypackage.InceptionConvFeatures}``.  Without one, a fixed random conv net is used;
+the ``similarity=fid`` config plugs in the embedded Shapes classifier's conv features.
 """
 import torch
 from torch import Tensor, nn
