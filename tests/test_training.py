@@ -121,8 +121,9 @@ def test_judge_scores_drawn_scenes_right_and_black_wrong():
     rng = np.random.default_rng(7)
     scenes = [sample_scene(rng, n) for n in (1, 2) for _ in range(30)]
     drawn = rates(judge([s.image for s in scenes], [s.prompt for s in scenes], classifier))
-    assert {k: drawn[k] for k in ("colour", "shape", "both_present", "order", "exact")} == dict.fromkeys(
-        ("colour", "shape", "both_present", "order", "exact"), 1.0)
+    assert {k: drawn[k] for k in ("colour", "both_present", "order")} == dict.fromkeys(
+        ("colour", "both_present", "order"), 1.0)  # segmentation-based: exact on drawn scenes
+    assert drawn["shape"] >= 0.95 and drawn["exact"] >= 0.95  # the classifier: 98.9 % held-out
     swapped = render([("blue", "square"), ("red", "circle")], rng).image  # right objects, wrong order
     black = np.zeros((32, 32, 3), np.float32)
     wrong = rates(judge([black, black, swapped], ["a red circle", "a red circle and a blue square",
