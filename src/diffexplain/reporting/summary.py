@@ -52,7 +52,8 @@ def load_results(run_dirs: list[str]) -> pd.DataFrame:
         raise SystemExit(f"no results.parquet under {' '.join(run_dirs)}")
     frames = []
     for f in files:
-        info = json.loads((f.parent / "run.json").read_text())
+        run_json = f.parent / "run.json"  # written last: absent while a job is still finishing
+        info = json.loads(run_json.read_text()) if run_json.is_file() else {}
         frames.append(pd.read_parquet(f).assign(schedule=info.get("choices", {}).get("schedule")))
     return pd.concat(frames, ignore_index=True)
 
