@@ -23,8 +23,8 @@ test: ## Run the fast test suite
 test-slow: ## Run the slow tests (long trainings and measurements)
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(VENV)/bin/pytest -q -m slow
 
-demo: ## The main job on the default model (outputs/<date>/<time>/)
-	HF_HUB_OFFLINE=1 $(PY) run.py
+demo: ## The main job (DF-RISE on the Shapes model) on 2 prompts, 4 steps (outputs/<date>/<time>/)
+	HF_HUB_OFFLINE=1 $(PY) run.py data.num_prompts=2 'explainer.steps=[4,9,14,19]' 
 
 world: ## Train the Shapes world model and classifier into models/ (resumable; ~25 min on 2 CPU cores)
 	HF_HUB_OFFLINE=1 $(PY) run.py pipeline=train_world logger=none
