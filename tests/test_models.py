@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.models import DiffusionModel, load_pipeline
 from diffexplain.models.tiny import build_tiny_pipeline
@@ -27,16 +28,30 @@ def test_generate_is_bitwise_deterministic_and_seed_dependent(tiny):
     assert not torch.equal(a.latents, c.latents)
 
 
-def test_trajectory_records_every_step(tiny):
-    tr = tiny.generate(PROMPT, 0, Uniform(5))
-    c, h, w = tiny.latent_shape
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_trajectory_records_every_step(prediction_type):
+    pipe = build_tiny_pipeline(seed=0)
+    pipe.scheduler.register_to_config(prediction_type=prediction_type)
+    model = DiffusionModel(pipe, scheduler="dpm_solver")
+    tr = model.generate(PROMPT, 0, Uniform(5))
+    c, h, w = model.latent_shape
     assert tr.num_steps == 5 and tr.latents.shape == (6, c, h, w)
     assert tr.eps.shape == tr.x0.shape == (5, c, h, w)
     assert tr.timesteps.tolist() == sorted(tr.timesteps.tolist(), reverse=True)
     # x0 and eps are consistent with z_t: z = sqrt(a) x0 + sqrt(1 - a) eps
     for i, t in enumerate(tr.timesteps):
-        a = tiny.scheduler.alphas_cumprod[int(t)]
+        a = model.scheduler.alphas_cumprod[int(t)]
         assert torch.allclose(a.sqrt() * tr.x0[i] + (1 - a).sqrt() * tr.eps[i], tr.latents[i], atol=1e-4)
+
+
+def test_trajectory_of_the_shipped_model_is_the_pipelines_sample():
+    """model=shapes (v-prediction, DPM-Solver, guidance): generate() ends where StableDiffusionPipeline does."""
+    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd"), scheduler="dpm_solver",
+                                           guidance_scale=5.0)
+    tr = model.generate(PROMPT, 3, Uniform(8))
+    out = model.pipe(PROMPT, latents=model.initial_latents(3), num_inference_steps=8, guidance_scale=5.0,
+                     output_type="latent").images
+    assert torch.allclose(tr.latents[-1], out[0], atol=1e-4)
 
 
 def test_batched_guided_step_reproduces_trajectory(tiny):

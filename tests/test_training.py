@@ -26,7 +26,7 @@ SMOKE = {  # tiny sizes: every stage 20 steps
     "vae": {"steps": 20, "batch_size": 16, "block_out_channels": [8, 16], "norm_num_groups": 4},
     "classifier": {"steps": 20, "batch_size": 16, "channels": [8, 8, 16], "scenes": 128, "held_out": 32},
     "denoiser": {"steps": 20, "batch_size": 16, "block_out_channels": [16, 32], "attention_heads": 2,
-                 "text_hidden": 32, "text_heads": 2},
+                 "text_hidden": 32, "text_heads": 2, "ema_start": 10},
     "evaluation": {"samples": 4, "num_steps": 2, "compare_guidance": []},
 }
 
@@ -71,6 +71,15 @@ def test_smoke_training_saves_a_loadable_pipeline_classifier_and_card(smoke):
     assert set(summary["fidelity"]) >= {"colour", "shape", "both_present"}
 
 
+def test_saved_denoiser_is_the_weight_average_not_the_last_weights(smoke):
+    models, _ = smoke
+    ckpt = torch.load(models / "shapes-sd" / "checkpoints" / "denoiser" / "last.ckpt", weights_only=False)
+    unet = StableDiffusionPipeline.from_pretrained(models / "shapes-sd").unet.state_dict()
+    name = "conv_in.weight"
+    assert torch.equal(unet[name], ckpt["state_dict"][f"unet.{name}"])  # averaged from step 10 on
+    assert not torch.allclose(unet[name], ckpt["current_model_state"][f"unet.{name}"])
+
+
 def test_resume_continues_each_stage_from_its_last_checkpoint(smoke, tmp_path):
     models, _ = smoke
     shutil.copytree(models, tmp_path / "models")
@@ -90,6 +99,10 @@ def test_train_world_config_and_bad_keys():
     assert job.eval_cfg.guidance_scale == cfg.model.guidance_scale  # the card judges what model=shapes ships
     with pytest.raises(UserError, match="pipeline.vae"):
         WorldTraining("a", "b", vae={"stepz": 3})
+    with pytest.raises(UserError, match="pipeline.denoiser.ema_start"):  # the average would never start
+        WorldTraining("a", "b", denoiser={"steps": 100, "ema_start": 100})
+    with pytest.raises(UserError, match="pipeline.denoiser.prediction_type"):
+        WorldTraining("a", "b", denoiser={"prediction_type": "sample"})
     res = run_cli("pipeline=train_world", "logger=none", "pipeline.denoiser.steps=0")
     assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("error: pipeline.denoiser")
 

@@ -152,6 +152,14 @@ Load: `diffexplain.world.classifier.load_classifier("models/shapes-classifier")`
 """
 
 
+def _ema(d: dict) -> str:
+    """The sentence on the denoiser's weight averaging, if any."""
+    if d.get("ema_decay") is None:
+        return ""
+    return (f" The saved text encoder and UNet are an exponential moving average of the weights (decay"
+            f" {d['ema_decay']:g}, from step {d['ema_start']}).")
+
+
 def model_card(s: dict, cfg, pipe) -> str:
     v, d, st = s["config"]["vae"], s["config"]["denoiser"], s["stages"]
     f, p = s["fidelity"], s["params"]
@@ -204,10 +212,10 @@ named object on the left; one or two objects (50/50). {s["scenes"]} scenes rende
 |---|---|---|---|---|---|
 | VAE: MSE + {v["kl_weight"]:g}·KL | {st["vae"]["steps"]} | {v["batch_size"]} | {v["lr"]:g} | {st["vae"]["seconds"]:.0f} s | {st["vae"]["final_loss"]:.5f} (reconstruction MSE in [-1, 1]: {st["vae"]["recon_mse"]:.5f}) |
 | classifier (cross-entropy) | {st["classifier"]["steps"]} | {s["config"]["classifier"]["batch_size"]} | {s["config"]["classifier"]["lr"]:g} | {st["classifier"]["seconds"]:.0f} s | {st["classifier"]["final_loss"]:.4f} (held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])}) |
-| text encoder + UNet: ε-MSE, DDPM scaled-linear 0.00085–0.012, 1000 steps, {d["p_uncond"]:.0%} empty prompts | {st["denoiser"]["steps"]} | {d["batch_size"]} | {d["lr"]:g} | {st["denoiser"]["seconds"]:.0f} s | {st["denoiser"]["final_loss"]:.4f} |
+| text encoder + UNet: {d["prediction_type"]} MSE, DDPM scaled-linear 0.00085–0.012, 1000 steps, {d["p_uncond"]:.0%} empty prompts | {st["denoiser"]["steps"]} | {d["batch_size"]} | {d["lr"]:g} | {st["denoiser"]["seconds"]:.0f} s | {st["denoiser"]["final_loss"]:.4f} |
 
-AdamW (weight decay 0.01), linear warm-up then cosine decay to 10 %. Lightning, checkpoints every few hundred steps,
-resumable: `python run.py pipeline=train_world` (or `make world`).
+AdamW (weight decay 0.01), linear warm-up then cosine decay to 10 %.{_ema(d)} Lightning, checkpoints every few
+hundred steps, resumable: `python run.py pipeline=train_world` (or `make world`).
 
 ![loss curve](loss_curve.png)
 
