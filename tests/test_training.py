@@ -18,7 +18,7 @@ from diffexplain.schedules import Uniform
 from diffexplain.world import COLOURS, render, sample_scene
 from diffexplain.world.classifier import classifier_features, load_classifier, split_label
 from diffexplain.world.fidelity import eval_set, generate_samples, judge, rates
-from diffexplain.world.training import WorldTraining
+from diffexplain.world.training import WORD_POSITIONS, WorldTraining, grounding_loss
 
 SHAPES_SD, SHAPES_CLASSIFIER = ROOT / "models" / "shapes-sd", ROOT / "models" / "shapes-classifier"
 SMOKE = {  # tiny sizes: every stage 20 steps
@@ -26,7 +26,7 @@ SMOKE = {  # tiny sizes: every stage 20 steps
     "vae": {"steps": 20, "batch_size": 16, "block_out_channels": [8, 16], "norm_num_groups": 4},
     "classifier": {"steps": 20, "batch_size": 16, "channels": [8, 8, 16], "scenes": 128, "held_out": 32},
     "denoiser": {"steps": 20, "batch_size": 16, "block_out_channels": [16, 32], "attention_heads": 2,
-                 "text_hidden": 32, "text_heads": 2, "ema_start": 10},
+                 "text_hidden": 32, "text_heads": 2, "ema_start": 10, "grounding_loss": 0.1},
     "evaluation": {"samples": 4, "num_steps": 2, "compare_guidance": []},
 }
 
@@ -78,6 +78,21 @@ def test_saved_denoiser_is_the_weight_average_not_the_last_weights(smoke):
     name = "conv_in.weight"
     assert torch.equal(unet[name], ckpt["state_dict"][f"unet.{name}"])  # averaged from step 10 on
     assert not torch.allclose(unet[name], ckpt["current_model_state"][f"unet.{name}"])
+
+
+def test_grounding_loss_is_zero_inside_the_masks_and_one_outside():
+    masks = torch.zeros(2, 2, 32, 32, dtype=torch.uint8)
+    masks[:, 0, :16, :16] = 1  # object 1: top-left quarter; object 2 absent
+    probs = torch.zeros(2, 64, 16)  # 8x8 positions, 16 tokens
+    cell = torch.arange(64).view(8, 8)
+    keep = torch.tensor([True, True])
+    colour, shape = WORD_POSITIONS[0]
+    probs[:, cell[:4, :4].flatten(), colour] = probs[:, cell[:4, :4].flatten(), shape] = 1
+    assert grounding_loss(probs, masks, keep).item() == 0
+    probs[1] = 0
+    probs[1, cell[4:, 4:].flatten(), colour] = probs[1, cell[4:, 4:].flatten(), shape] = 1
+    assert grounding_loss(probs, masks, keep).item() == pytest.approx(0.5)  # one item in, one out
+    assert grounding_loss(probs, masks, torch.tensor([True, False])).item() == 0  # the dropped prompt is ignored
 
 
 def test_resume_continues_each_stage_from_its_last_checkpoint(smoke, tmp_path):

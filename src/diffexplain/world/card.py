@@ -119,7 +119,7 @@ def write_cards(model_dir: Path, classifier_dir: Path, summary: dict, cfg) -> di
     _write_text(classifier_dir / "README.md", classifier_card(summary))
     measured["megabytes"] = {"shapes-sd": round(dir_megabytes(model_dir), 2),
                              "shapes-classifier": round(dir_megabytes(classifier_dir), 2)}
-    _write_text(model_dir / "README.md", model_card({**summary, **measured}, cfg, pipe))
+    _write_text(model_dir / "README.md", model_card({**summary, **measured}, cfg, pipe, model_dir.name))
     write_json(model_dir / "training.json", {**{k: v for k, v in summary.items() if k != "losses"}, **measured})
     result["table"].to_csv(model_dir / "fidelity_samples.csv", index=False)
     log.info("generation: %.2f s per image (%d steps, CPU); sizes: %s", measured["generation_seconds"],
@@ -153,14 +153,31 @@ Load: `diffexplain.world.classifier.load_classifier("models/shapes-classifier")`
 
 
 def _ema(d: dict) -> str:
-    """The sentence on the denoiser's weight averaging, if any."""
-    if d.get("ema_decay") is None:
-        return ""
-    return (f" The saved text encoder and UNet are an exponential moving average of the weights (decay"
-            f" {d['ema_decay']:g}, from step {d['ema_start']}).")
+    """The sentences on the denoiser's weight averaging and grounding loss, if any."""
+    out = ""
+    if d.get("ema_decay") is not None:
+        out += (f" The saved text encoder and UNet are an exponential moving average of the weights (decay"
+                f" {d['ema_decay']:g}, from step {d['ema_start']}).")
+    if d.get("grounding_loss"):
+        out += (f" **Grounded cross-attention**: the loss adds {d['grounding_loss']:g} × TokenCompose's token loss,"
+                " which pulls each object's colour and shape tokens' cross-attention into the object's mask, so"
+                " cross-attention maps of this model localise its objects *by training*; do not read their"
+                " localisation scores as evidence about cross-attention in models trained without masks.")
+    return out
 
 
-def model_card(s: dict, cfg, pipe) -> str:
+def _config_name(model_dir_name: str) -> str:
+    """The ``model=`` choice of a model directory: shapes-sd → shapes, shapes-sd-grounded → shapes_grounded."""
+    return "shapes" + model_dir_name.removeprefix("shapes-sd").replace("-", "_")
+
+
+def _role(model_dir_name: str) -> str:
+    if model_dir_name == "shapes-sd":
+        return "It is diffexplain's default model (`model=shapes`)."
+    return f"Load it in diffexplain with `model={_config_name(model_dir_name)}`."
+
+
+def model_card(s: dict, cfg, pipe, name: str = "shapes-sd") -> str:
     v, d, st = s["config"]["vae"], s["config"]["denoiser"], s["stages"]
     f, p = s["fidelity"], s["params"]
     sweep = "\n".join(f"| {g:g} | {_pct(r['colour'])} | {_pct(r['shape'])} | {_pct(r['both_present'])} | "
@@ -171,11 +188,11 @@ library_name: diffusers
 pipeline_tag: text-to-image
 tags: [stable-diffusion, synthetic, diffexplain]
 ---
-# shapes-sd: a tiny Stable Diffusion for the Shapes world
+# {name}: a tiny Stable Diffusion for the Shapes world
 
 A real latent diffusion model, a plain diffusers `StableDiffusionPipeline` (AutoencoderKL, CLIPTextModel with a
 CLIP BPE tokenizer, UNet2DConditionModel with cross-attention, DDIM scheduler), trained from scratch on a CPU on
-synthetic 32×32 scenes whose every object is known. It is diffexplain's default model (`model=shapes`).
+synthetic 32×32 scenes whose every object is known. {_role(name)}
 
 ![samples](samples.png)
 
@@ -183,13 +200,13 @@ synthetic 32×32 scenes whose every object is known. It is diffexplain's default
 
 ```python
 from diffusers import StableDiffusionPipeline, DPMSolverMultistepScheduler
-pipe = StableDiffusionPipeline.from_pretrained("models/shapes-sd")
-pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # as shipped in model=shapes
+pipe = StableDiffusionPipeline.from_pretrained("models/{name}")
+pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # as shipped in model={_config_name(name)}
 image = pipe("a red circle and a blue square", num_inference_steps={cfg.num_steps},
              guidance_scale={cfg.guidance_scale:g}).images[0]  # 32x32 PIL image
 ```
 
-In diffexplain: `python run.py model=shapes` (the default): `{cfg.scheduler}` scheduler, `schedule=uniform`
+In diffexplain: `python run.py model={_config_name(name)}`: `{cfg.scheduler}` scheduler, `schedule=uniform`
 with {cfg.num_steps} steps, guidance scale {cfg.guidance_scale:g}. One image takes
 **{s["generation_seconds"]:.2f} s** on this CPU (2 cores, plain pipeline, {cfg.num_steps} steps, median of 3).
 

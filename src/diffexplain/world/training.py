@@ -6,7 +6,9 @@ Three Lightning stages, each checkpointed to ``<model_dir>/checkpoints/<stage>/l
    ``scaling_factor`` is then set to 1 / std of the training latents.
 2. ``classifier``: the :class:`ShapesClassifier` (colour × shape of single-object scenes).
 3. ``denoiser``: a CLIPTextModel and a UNet2DConditionModel (cross-attention at every level: 16×16 and 8×8 for
-   two levels) trained jointly on the latents, v-prediction, with empty prompts for classifier-free guidance.
+   two levels) trained jointly on the latents, v-prediction, with empty prompts for classifier-free guidance;
+   optionally (``grounding_loss``, used by ``pipeline=train_world_grounded``) with a loss that pulls each object's
+   colour and shape tokens' cross-attention into the object's mask.
 
 The result is saved with ``save_pretrained`` as a plain ``StableDiffusionPipeline`` (DDIM scheduler), judged on
 generated samples (:mod:`diffexplain.world.fidelity`) and described in a model card (``README.md``).
@@ -19,6 +21,7 @@ import math
 import shutil
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from diffexplain.errors import UserError, check
+from diffexplain.explainers.attention_capture import CrossAttentionRecorder
 from diffexplain.io import write_json
 from diffexplain.world.classifier import ShapesClassifier, label_of
 from diffexplain.world.scenes import GRAMMAR, sample_scene
@@ -79,6 +83,7 @@ class DenoiserConfig:
     prediction_type: str = "v_prediction"
     ema_decay: float | None = 0.998  # exponential moving average of the weights, the one saved; None = last weights
     ema_start: int = 1000            # first step averaged (the average starts as a copy of the weights then)
+    grounding_loss: float = 0.0      # weight of a cross-attention grounding loss on the object masks; 0 = none
 
 
 @dataclass
@@ -109,6 +114,16 @@ def render_scenes(n: int, seed: int, n_objects: int | None = None, **render_kw) 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 → float in [0, 1]."""
     return images.float() / 255
+
+
+def object_masks(scenes: list) -> torch.Tensor:
+    """uint8 [N, 2, H, W]: the mask of each scene's first and second prompted object (zeros when there is none)."""
+    h, w = scenes[0].objects[0].mask.shape
+    out = np.zeros((len(scenes), 2, h, w), np.uint8)
+    for i, scene in enumerate(scenes):
+        for k, obj in enumerate(scene.objects):
+            out[i, k] = obj.mask
+    return torch.from_numpy(out)
 
 
 def tokenize(tokenizer, prompts: list[str]) -> torch.Tensor:
@@ -207,7 +222,11 @@ class DenoiserModule(StageModule):
 
     def __init__(self, cfg: DenoiserConfig, tokenizer, latent_size: int = 16):
         super().__init__(cfg.lr, cfg.steps)
-        self.p_uncond = cfg.p_uncond
+        self.p_uncond, self.grounding_loss = cfg.p_uncond, cfg.grounding_loss
+        example = tokenize(tokenizer, ["a red circle and a blue square"])[0]
+        if [tokenizer.convert_ids_to_tokens(int(example[j])) for pair in WORD_POSITIONS for j in pair] != [
+                "red</w>", "circle</w>", "blue</w>", "square</w>"]:
+            raise RuntimeError(f"WORD_POSITIONS {WORD_POSITIONS} do not match this tokenizer")
         self.text_encoder = CLIPTextModel(CLIPTextConfig(
             vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=4 * cfg.text_hidden,
             num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
@@ -224,15 +243,52 @@ class DenoiserModule(StageModule):
         self.register_buffer("empty_ids", tokenize(tokenizer, [""])[0], persistent=False)
 
     def training_step(self, batch, _):
-        latents, ids = batch
+        latents, ids, *masks = batch
         drop = torch.rand(len(ids), device=ids.device) < self.p_uncond
         ids = torch.where(drop[:, None], self.empty_ids, ids)
         noise = torch.randn_like(latents)
         t = torch.randint(0, self.noise.config.num_train_timesteps, (len(latents),), device=latents.device)
         noisy = self.noise.add_noise(latents, noise, t)
-        pred = self.unet(noisy, t, encoder_hidden_states=self.text_encoder(ids)[0]).sample
+        with GroundingRecorder(self.unet) if self.grounding_loss else nullcontext() as recorder:
+            pred = self.unet(noisy, t, encoder_hidden_states=self.text_encoder(ids)[0]).sample
         epsilon = self.noise.config.prediction_type == "epsilon"
-        return self.record(F.mse_loss(pred, noise if epsilon else self.noise.get_velocity(latents, noise, t)))
+        loss = F.mse_loss(pred, noise if epsilon else self.noise.get_velocity(latents, noise, t))
+        if self.grounding_loss:
+            grounding = torch.stack([grounding_loss(p, masks[0], ~drop) for p in recorder.probs]).mean()
+            self.log("grounding", grounding, prog_bar=True)
+            loss = loss + self.grounding_loss * grounding
+        return self.record(loss)
+
+
+# positions of (colour, shape) of the first and second object in the tokens of 'a c s and a c s' (BOS first)
+WORD_POSITIONS = ((2, 3), (6, 7))
+
+
+class GroundingRecorder(CrossAttentionRecorder):
+    """The explainer's cross-attention recorder, keeping each layer's head-averaged probabilities [B, q, K] with
+    their gradients (for a training loss) instead of detached maps."""
+
+    def __init__(self, unet):
+        super().__init__(unet, (1, 1))
+        self.probs: list[torch.Tensor] = []
+
+    def record(self, name: str, probs: torch.Tensor, heads: int) -> None:
+        self.probs.append(probs.view(probs.shape[0] // heads, heads, *probs.shape[1:]).mean(1))
+
+
+def grounding_loss(probs: torch.Tensor, masks: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """TokenCompose's token loss (Wang et al., CVPR 2024) for one cross-attention layer: mean over the prompted
+    objects of (1 − the share of the object's colour and shape tokens' attention that falls inside its mask)².
+
+    ``probs`` [B, q, K] (q = s·s positions), ``masks`` uint8 [B, 2, H, W] (object k of the prompt; all zero when
+    absent), ``keep`` bool [B] (False for the prompts replaced by "").
+    """
+    s = math.isqrt(probs.shape[1])
+    inside = F.adaptive_avg_pool2d(masks.float(), (s, s)).flatten(2)  # [B, 2, q], soft
+    attention = probs[:, :, torch.tensor(WORD_POSITIONS, device=probs.device)].permute(0, 2, 3, 1)  # [B, 2, 2, q]
+    share = (attention * inside[:, :, None]).sum(-1) / attention.sum(-1).clamp_min(1e-8)
+    valid = ((inside.sum(-1) > 0) & keep[:, None])[:, :, None].expand_as(share)
+    return ((1 - share[valid]) ** 2).mean() if valid.any() else probs.sum() * 0
 
 
 class WeightAverage(EMAWeightAveraging):
@@ -327,7 +383,7 @@ class WorldTraining:
         module.classifier.save(self.classifier_dir)
         return module, stats
 
-    def train_denoiser(self, vae: AutoencoderKL, images: torch.Tensor, prompts: list[str], tokenizer):
+    def train_denoiser(self, vae: AutoencoderKL, images: torch.Tensor, scenes: list, tokenizer):
         """Encode the scenes once, set the VAE's scaling factor, train text encoder + UNet on the scaled latents."""
         L.seed_everything(self.seed + 2)
         with torch.no_grad():
@@ -338,7 +394,9 @@ class WorldTraining:
         module = DenoiserModule(cfg, tokenizer, latents.shape[-1])
         ema = () if cfg.ema_decay is None else (
             WeightAverage(decay=cfg.ema_decay, update_starting_at_step=cfg.ema_start, use_buffers=False),)
-        stats = self.fit("denoiser", module, latents * vae.config.scaling_factor, tokenize(tokenizer, prompts),
+        ids = tokenize(tokenizer, [s.prompt for s in scenes])
+        masks = (object_masks(scenes),) if cfg.grounding_loss else ()
+        stats = self.fit("denoiser", module, latents * vae.config.scaling_factor, ids, *masks,
                          batch_size=cfg.batch_size, callbacks=ema)
         return module, stats, recon_mse
 
@@ -356,8 +414,7 @@ class WorldTraining:
         tokenizer = load_tokenizer()
         vae, vae_stats = self.train_vae(images)
         classifier, classifier_stats = self.train_classifier()
-        denoiser, denoiser_stats, vae_stats["recon_mse"] = self.train_denoiser(
-            vae.vae, images, [s.prompt for s in scenes], tokenizer)
+        denoiser, denoiser_stats, vae_stats["recon_mse"] = self.train_denoiser(vae.vae, images, scenes, tokenizer)
         pipe = StableDiffusionPipeline(
             vae=vae.vae, text_encoder=denoiser.text_encoder, tokenizer=tokenizer, unet=denoiser.unet,
             scheduler=DDIMScheduler(**NOISE, prediction_type=self.denoiser_cfg.prediction_type, clip_sample=False,
