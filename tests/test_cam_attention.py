@@ -112,3 +112,29 @@ def test_sub_word_tokens_merge_into_one_word(tiny):
     spans = word_spans(tiny.pipe.tokenizer, "a purple circle")
     assert [w for w, _ in spans] == ["a", "purple", "circle"]
     assert len(spans[1][1]) > 1
+
+
+def test_grounded_shapes_model_shape_word_maps_peak_inside_their_objects():
+    """model=shapes_grounded was trained to ground its cross-attention: a check that capture, aggregation and word
+    alignment are right end to end (a shifted token index or a transposed map would miss the objects)."""
+    import numpy as np
+
+    from conftest import ROOT
+    from diffexplain.metrics.localisation import mask_to_grid, pointing_game
+    from diffexplain.models import DiffusionModel
+    from diffexplain.world import segment
+
+    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd-grounded"), scheduler="dpm_solver",
+                                           guidance_scale=5.0)
+    explainer = CrossAttentionExplainer(model)
+    hits = {"colour": [], "shape": []}
+    for seed, prompt in enumerate(["a red circle and a blue triangle", "a yellow square and a green circle",
+                                   "a blue triangle and a red square"]):
+        traj = model.generate(prompt, seed, Uniform(20))
+        maps = explainer.explain(traj, [19])[0]
+        image = model.decode(traj.latents[-1:])[0].permute(1, 2, 0).numpy()
+        masks, words = segment(image, prompt), explainer.words(traj)
+        for role, position in (("colour", 1), ("shape", 2)):
+            for word in prompt.split()[position::4]:
+                hits[role].append(pointing_game(maps[words.index(word)], mask_to_grid(masks[word], maps.shape[-2:])))
+    assert np.mean(hits["shape"]) == 1.0 and np.mean(hits["colour"]) >= 0.8, hits
