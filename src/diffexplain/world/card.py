@@ -152,7 +152,7 @@ Load: `diffexplain.world.classifier.load_classifier("models/shapes-classifier")`
 """
 
 
-def _ema(d: dict) -> str:
+def _training_extras(d: dict) -> str:
     """The sentences on the denoiser's weight averaging and grounding loss, if any."""
     out = ""
     if d.get("ema_decay") is not None:
@@ -169,6 +169,11 @@ def _ema(d: dict) -> str:
 def _config_name(model_dir_name: str) -> str:
     """The ``model=`` choice of a model directory: shapes-sd → shapes, shapes-sd-grounded → shapes_grounded."""
     return "shapes" + model_dir_name.removeprefix("shapes-sd").replace("-", "_")
+
+
+def _job_name(model_dir_name: str) -> str:
+    """The ``pipeline=`` job that trains a model directory: shapes-sd → train_world (also ``make world``)."""
+    return "train_world" + model_dir_name.removeprefix("shapes-sd").replace("-", "_")
 
 
 def _role(model_dir_name: str) -> str:
@@ -231,8 +236,8 @@ named object on the left; one or two objects (50/50). {s["scenes"]} scenes rende
 | classifier (cross-entropy) | {st["classifier"]["steps"]} | {s["config"]["classifier"]["batch_size"]} | {s["config"]["classifier"]["lr"]:g} | {st["classifier"]["seconds"]:.0f} s | {st["classifier"]["final_loss"]:.4f} (held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])}) |
 | text encoder + UNet: {d["prediction_type"]} MSE, DDPM scaled-linear 0.00085–0.012, 1000 steps, {d["p_uncond"]:.0%} empty prompts | {st["denoiser"]["steps"]} | {d["batch_size"]} | {d["lr"]:g} | {st["denoiser"]["seconds"]:.0f} s | {st["denoiser"]["final_loss"]:.4f} |
 
-AdamW (weight decay 0.01), linear warm-up then cosine decay to 10 %.{_ema(d)} Lightning, checkpoints every few
-hundred steps, resumable: `python run.py pipeline=train_world` (or `make world`).
+AdamW (weight decay 0.01), linear warm-up then cosine decay to 10 %.{_training_extras(d)} Lightning, checkpoints every few
+hundred steps, resumable: `python run.py pipeline={_job_name(name)}`{" (or `make world`)" if name == "shapes-sd" else ""}.
 
 ![loss curve](loss_curve.png)
 

@@ -327,6 +327,7 @@ class WorldTraining:
               d.prediction_type, "epsilon or v_prediction")
         check(d.ema_decay is None or 0 < d.ema_decay < 1, "pipeline.denoiser.ema_decay", d.ema_decay,
               "a number in (0, 1), or null")
+        check(d.grounding_loss >= 0, "pipeline.denoiser.grounding_loss", d.grounding_loss, "a number >= 0 (0 = off)")
         check(d.ema_decay is None or 0 <= d.ema_start < d.steps, "pipeline.denoiser.ema_start", d.ema_start,
               f"a step in [0, pipeline.denoiser.steps={d.steps}), or pipeline.denoiser.ema_decay=null")
 
