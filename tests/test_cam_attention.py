@@ -1,14 +1,19 @@
 """DF-CAM's hooks and the cross-attention recorder: real maps, always restored."""
 
+import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.explainers import DFCAM, CrossAttentionExplainer
 from diffexplain.explainers.attention_capture import CrossAttentionRecorder
 from diffexplain.explainers.words import word_spans
+from diffexplain.metrics.localisation import mask_to_grid, pointing_game
+from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform
 from diffexplain.similarity import SSIM
+from diffexplain.world import segment
 
 PROMPT = "a red circle and a blue square"
 
@@ -117,13 +122,6 @@ def test_sub_word_tokens_merge_into_one_word(tiny):
 def test_grounded_shapes_model_shape_word_maps_peak_inside_their_objects():
     """model=shapes_grounded was trained to ground its cross-attention: a check that capture, aggregation and word
     alignment are right end to end (a shifted token index or a transposed map would miss the objects)."""
-    import numpy as np
-
-    from conftest import ROOT
-    from diffexplain.metrics.localisation import mask_to_grid, pointing_game
-    from diffexplain.models import DiffusionModel
-    from diffexplain.world import segment
-
     model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd-grounded"), scheduler="dpm_solver",
                                            guidance_scale=5.0)
     explainer = CrossAttentionExplainer(model)
