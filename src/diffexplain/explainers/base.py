@@ -28,6 +28,10 @@ class Explainer:
         self.steps = steps
         self.seed = int(seed)
 
+    def describe(self) -> dict:
+        """What this explainer resolved from its config (e.g. DF-CAM's module names), recorded in ``run.json``."""
+        return {}
+
     def explain(self, trajectory: Trajectory, steps: list[int] | None = None) -> torch.Tensor:
         steps = trajectory.check_steps(self.steps if steps is None else steps)
         return torch.stack([self.explain_step(trajectory, i) for i in steps])

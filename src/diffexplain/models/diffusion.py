@@ -139,11 +139,11 @@ class DiffusionModel:
         embeds, neg = out
         return Conditioning(torch.cat([neg, embeds]))
 
-    def unet_output(self, latents: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
-        """One batched guided UNet evaluation of ``latents`` [N, C, h, w] at timestep ``t``.
+    def unet_halves(self, latents: torch.Tensor, t, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batched UNet call on the guidance batch [latents; latents] [2N, C, h, w] at timestep ``t``.
 
-        Returns the guided model output (in the scheduler's ``prediction_type``):
-        out_uncond + g · (out_text − out_uncond). Gradients flow if enabled by the caller.
+        Returns the raw (unguided) model outputs ``(uncond, text)``, each [N, C, h, w], in the scheduler's
+        ``prediction_type``. Gradients flow if enabled by the caller.
         """
         n = latents.shape[0]
         embeds, added = cond.expand(n)
@@ -151,7 +151,19 @@ class DiffusionModel:
         kwargs = {"added_cond_kwargs": added} if added else {}
         out = self.unet(x, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
         uncond, text = out.chunk(2)
+        return uncond, text
+
+    def guide(self, uncond: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance: uncond + g · (text − uncond)."""
         return uncond + self.guidance_scale * (text - uncond)
+
+    def unet_output(self, latents: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
+        """One batched guided UNet evaluation of ``latents`` [N, C, h, w] at timestep ``t``.
+
+        Returns the guided model output (in the scheduler's ``prediction_type``):
+        out_uncond + g · (out_text − out_uncond). Gradients flow if enabled by the caller.
+        """
+        return self.guide(*self.unet_halves(latents, t, cond))
 
     def _alpha_bar(self, t, like: torch.Tensor) -> torch.Tensor:
         return self.scheduler.alphas_cumprod.to(like.device, torch.float32)[int(t)]
