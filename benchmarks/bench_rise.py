@@ -44,12 +44,12 @@ def reference_loop(rise: RISE, traj, i: int) -> torch.Tensor:
     _, h, w = traj.latents.shape[1:]
     masks = torch.cat([rise.sample_masks(min(rise.batch_size, rise.n_masks - s), h, w, g)
                        for g in [rise.generator(traj, i)] for s in range(0, rise.n_masks, rise.batch_size)])
-    z, reference = traj.latents[i: i + 1], rise.reference(traj, i)
+    outcome = rise.outcome(traj, i)
+    z, reference = traj.latents[i: i + 1], outcome.reference().float()
     saliency = torch.zeros((h, w))
     with torch.no_grad():
         for m in masks:
-            outcome = rise.outcome(traj, i, z * m[None])
-            saliency += rise._weighted(outcome, reference, m[None])
+            saliency += rise._weighted(outcome(z * m[None]).float(), reference, m[None])
     return saliency / (rise.n_masks * rise.p)
 
 

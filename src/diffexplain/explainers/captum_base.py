@@ -23,6 +23,7 @@ from torch import nn
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
 from diffexplain.models import DiffusionModel, Trajectory
+from diffexplain.models.outcomes import Outcome
 from diffexplain.similarity import Similarity
 
 TARGETS = ("next_latent", "x0")
@@ -40,21 +41,11 @@ class StepOutcome(nn.Module):
         check_in("explainer.target", target, TARGETS)
         self.model, self.trajectory, self.i, self.target = model, trajectory, i, target
         self.similarity = similarity.to(model.device)
-        reference = trajectory.x0 if target == "x0" else trajectory.latents[1:]
-        with torch.no_grad():
-            self.reference = self._to_domain(reference[i: i + 1].to(model.device))
-
-    def _to_domain(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents as they are, or decoded (differentiably) for the x0 target and image-only similarities."""
-        if self.target == "x0" or self.similarity.domain == "image":
-            return self.model.decode_with_grad(latents)
-        return latents
+        self.outcome = Outcome(model, trajectory, i, target, image_domain=similarity.domain == "image")
+        self.reference = self.outcome.reference().float()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        model, traj, t = self.model, self.trajectory, self.trajectory.timesteps[self.i]
-        out = model.unet_output(z, t, traj.cond)
-        outcome = model.eps_and_x0(out, z, t)[1] if self.target == "x0" else model.step(traj, self.i, out, z)
-        return self.similarity(self._to_domain(outcome), self.reference)
+        return self.similarity(self.outcome(z).float(), self.reference)
 
 
 def blur(z: torch.Tensor) -> torch.Tensor:

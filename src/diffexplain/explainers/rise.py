@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
-
-TARGETS = ("paper", "next_latent", "x0", "final")
+from diffexplain.models.outcomes import TARGETS, Outcome
 MASKS = ("pixel", "grid")
 SCORES = ("scalar", "map")
 
@@ -61,31 +60,6 @@ class RISE(Explainer):
         dy = torch.randint(0, cw, (n,), generator=generator)
         return torch.stack([up[k, :, dx[k]: dx[k] + h, dy[k]: dy[k] + w] for k in range(n)])
 
-    # -- outcomes ---------------------------------------------------------------------------------
-    def reference(self, trajectory, i: int) -> torch.Tensor:
-        """The unmasked outcome the masked ones are scored against."""
-        if self.target in ("paper", "next_latent"):
-            return self._to_domain(trajectory.latents[i + 1: i + 2])
-        if self.target == "x0":
-            return self.model.decode(trajectory.x0[i: i + 1])
-        return self.model.decode(trajectory.latents[-1:])
-
-    def outcome(self, trajectory, i: int, latents: torch.Tensor) -> torch.Tensor:
-        """The outcome of one batched guided evaluation of (masked) ``latents`` at step ``i``."""
-        model, t = self.model, trajectory.timesteps[i]
-        out = model.unet_output(latents, t, trajectory.cond)
-        if self.target == "paper":
-            return self._to_domain(model.eps_and_x0(out, latents, t)[0])
-        if self.target == "next_latent":
-            return self._to_domain(model.step(trajectory, i, out, latents))
-        if self.target == "x0":
-            return model.decode(model.eps_and_x0(out, latents, t)[1])
-        return model.decode(model.rollout(trajectory, i, latents, output=out))
-
-    def _to_domain(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents as they are, or decoded for image-only similarities (FID)."""
-        return self.model.decode(latents) if self.similarity.domain == "image" else latents
-
     def _weighted(self, outcome, reference, masks: torch.Tensor) -> torch.Tensor:
         """Σ_k S_k · M_k over one batch (S_k a scalar or a map pooled to the mask grid)."""
         if self.score == "scalar":
@@ -96,16 +70,20 @@ class RISE(Explainer):
                 scores = F.adaptive_avg_pool2d(scores, masks.shape[-2:])
         return (scores.float() * masks).sum(dim=(0, 1))
 
+    def outcome(self, trajectory, i: int) -> Outcome:
+        """What a masked z_t is scored by (see :mod:`diffexplain.models.outcomes`)."""
+        return Outcome(self.model, trajectory, i, self.target, image_domain=self.similarity.domain == "image")
+
     @torch.no_grad()
     def explain_step(self, trajectory, i: int) -> torch.Tensor:
         self.similarity.to(self.model.device)
         g = self.generator(trajectory, i)
         _, h, w = trajectory.latents.shape[1:]
-        z = trajectory.latents[i: i + 1].to(self.model.device)
-        reference = self.reference(trajectory, i)
+        outcome = self.outcome(trajectory, i)
+        z = trajectory.latents[i: i + 1].to(self.model.device, self.model.dtype)
+        reference = outcome.reference().float()
         saliency = torch.zeros((h, w), device=self.model.device)
         for start in range(0, self.n_masks, self.batch_size):
             masks = self.sample_masks(min(self.batch_size, self.n_masks - start), h, w, g).to(self.model.device)
-            outcome = self.outcome(trajectory, i, z * masks.to(z.dtype))
-            saliency += self._weighted(outcome, reference, masks)
+            saliency += self._weighted(outcome(z * masks.to(z.dtype)).float(), reference, masks)
         return (saliency / (self.n_masks * self.p)).cpu()
