@@ -101,7 +101,13 @@ class DiffusionModel:
     # -- components -------------------------------------------------------------------------------
     @property
     def unet(self):
-        return self.pipe.unet
+        return self.__dict__.get("_unet") or self.pipe.unet
+
+    def with_unet(self, unet) -> DiffusionModel:
+        """The same adapter (pipeline, scheduler, guidance) with another UNet, e.g. a re-initialised copy."""
+        other = copy.copy(self)
+        other._unet = unet
+        return other
 
     @property
     def scheduler(self):
@@ -109,11 +115,11 @@ class DiffusionModel:
 
     @property
     def device(self) -> torch.device:
-        return self.pipe.unet.device
+        return self.unet.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.pipe.unet.dtype
+        return self.unet.dtype
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
