@@ -4,14 +4,13 @@ import hydra
 from omegaconf import DictConfig
 
 import diffexplain.config  # noqa: F401  (registers the resolvers conf/ uses)
+from diffexplain.cli import entry, run_job
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from diffexplain.app import main as run_job
-
     run_job(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    entry(main)

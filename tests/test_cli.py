@@ -58,7 +58,7 @@ def test_interrupted_run_resumes_from_finished_items(tmp_path):
     """Items finished before a crash are kept as shards and not recomputed when the run is repeated."""
     from diffexplain.io import write_pickle
     from diffexplain.pipelines.base import ItemOutput
-    from diffexplain.runner.data import PromptItem, make_prompt_id
+    from diffexplain.items import PromptItem, make_prompt_id
 
     out = tmp_path / "run"
     done = PromptItem(make_prompt_id("a red circle", 0), "a red circle", 0)

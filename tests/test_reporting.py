@@ -6,7 +6,7 @@ from diffexplain.metrics.localisation import inside_outside, mask_to_grid, point
 from diffexplain.metrics.token_roles import attention_shares, role_shares, stage_table
 from diffexplain.reporting.summary import localisation_summary
 from diffexplain.reporting.tables import row, to_frame
-from diffexplain.runner.data import PromptItem
+from diffexplain.items import PromptItem
 
 ITEM = PromptItem("p-s0-x", "a red circle", 0)
 

@@ -1,11 +1,12 @@
-"""The job every ``python run.py ...`` runs: build the configured parts, validate, predict, write outputs."""
+"""The job every ``python run.py ...`` runs: validate the config, build the configured parts, predict, write outputs."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import shutil
-import sys
+import logging
+import os
 import time
+import warnings
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -14,11 +15,11 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import diffexplain.config  # noqa: F401  (registers resolvers)
-from diffexplain.errors import UserError
+from diffexplain.validation import validate
 
+log = logging.getLogger("diffexplain")
 PACKAGES = ("diffexplain", "torch", "diffusers", "transformers", "lightning", "hydra-core", "captum", "torchmetrics",
             "wandb", "numpy", "pandas")
-HYDRA_ONLY = {".hydra", "run.log", "main.log"}
 
 
 def versions() -> dict[str, str]:
@@ -31,16 +32,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def user_error(exc: BaseException) -> UserError | None:
-    """The UserError behind ``exc`` (Hydra wraps errors raised while instantiating)."""
-    while exc is not None:
-        if isinstance(exc, UserError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _choices() -> dict[str, str]:
+def choices() -> dict[str, str]:
     """The config-group choices of this job (``{"explainer": "rise", "schedule": "exp_late", ...}``)."""
     try:
         return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")}
@@ -48,12 +40,18 @@ def _choices() -> dict[str, str]:
         return {}
 
 
-def _sweep_name() -> str | None:
+def sweep_dir() -> Path | None:
+    """The multirun's root directory, or None for a single run."""
     try:
         hc = HydraConfig.get()
     except ValueError:
         return None
-    return Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    return Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+
+
+def is_child_rank() -> bool:
+    """True in the processes Lightning's DDP launcher starts for ranks > 0 (they re-run this job's script)."""
+    return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
 def _build_logger(cfg: DictConfig, out_dir: Path):
@@ -61,35 +59,51 @@ def _build_logger(cfg: DictConfig, out_dir: Path):
         return False
     kwargs = {}
     if cfg.logger._target_.endswith("WandbLogger"):
-        kwargs = {"save_dir": str(out_dir), "group": cfg.logger.get("group") or _sweep_name()}
+        sweep = sweep_dir()
+        kwargs = {"save_dir": str(out_dir), "group": cfg.logger.get("group") or (sweep.name if sweep else None)}
     return instantiate(cfg.logger, **kwargs)
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal to what a user can act on: Lightning's INFO lines (devices found, tips) and one deprecation
+    warning Lightning triggers inside torch are dropped (Lightning sets its loggers' levels when imported)."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def run(cfg: DictConfig) -> Path:
     """Run one job; returns its output directory."""
-    from diffexplain.runner.data import PromptItem  # noqa: F401  (heavy imports after config errors)
-    from diffexplain.runner.module import ExplainModule
-    from diffexplain.runner.writer import OutputWriter
-
+    validate(cfg)
     from diffexplain.pipelines.base import Pipeline
+    from diffexplain.runner.module import ExplainModule
+    from diffexplain.runner.writer import OutputOptions, OutputWriter
 
+    quiet_libraries()
     out_dir = Path(cfg.paths.output_dir)
     if not issubclass(get_class(cfg.pipeline._target_), Pipeline):  # a standalone job, e.g. train_world
         instantiate(cfg.pipeline).run(out_dir)
         return out_dir
-    schedule = instantiate(cfg.schedule)
-    model = instantiate(cfg.model)
-    pipeline = instantiate(cfg.pipeline, schedule=schedule)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    options = OutputOptions(**cfg.output)
+    schedule = instantiate(cfg.schedule) if cfg.get("schedule") is not None else None
+    pipeline = instantiate(cfg.pipeline, schedule=schedule, x0_steps=options.x0_steps)
     data = instantiate(cfg.data)
+    run_info = {"pipeline": pipeline.name, "choices": choices(), "versions": versions(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    writer = OutputWriter(out_dir, pipeline, data.items, run_info, config, options)
+    done = writer.prepare(cfg.resume, destructive=not is_child_rank())
+    if done is None:
+        log.info("nothing to do: %s already holds this job's results", out_dir)
+        return out_dir
+    model = instantiate(cfg[pipeline.model_key])
     pipeline.validate(model)
-
-    run_info = {"pipeline": pipeline.name, "choices": _choices(), "config": OmegaConf.to_container(cfg, resolve=True),
-                "versions": versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    writer = OutputWriter(out_dir, pipeline, data.items, run_info)
-    data.skip(writer.done_ids())
+    run_info.update(pipeline.describe())
+    data.skip(done)
     logger = _build_logger(cfg, out_dir)
     trainer = instantiate(cfg.runner, logger=logger, callbacks=[writer], inference_mode=False,
-                          enable_checkpointing=False, enable_model_summary=False, default_root_dir=str(out_dir))
+                          use_distributed_sampler=False, enable_checkpointing=False, enable_model_summary=False,
+                          default_root_dir=str(out_dir))
     try:
         if data.todo:
             trainer.predict(ExplainModule(model, pipeline), datamodule=data, return_predictions=False)
@@ -100,23 +114,11 @@ def run(cfg: DictConfig) -> Path:
             import wandb
 
             wandb.finish()
+    if trainer.is_global_zero:
+        log.info("results: %s", out_dir)
     return out_dir
 
 
-def _remove_if_only_hydra(out_dir: Path) -> None:
-    """A job that failed on bad input leaves no outputs: drop its directory if only Hydra's files are in it."""
-    if out_dir.is_dir() and all(p.name in HYDRA_ONLY for p in out_dir.iterdir()):
-        shutil.rmtree(out_dir, ignore_errors=True)
-
-
 def main(cfg: DictConfig) -> None:
-    """Entry point for ``run.py``: a user error prints one line and exits 2."""
-    try:
-        run(cfg)
-    except Exception as exc:  # noqa: BLE001
-        err = user_error(exc)
-        if err is None:
-            raise
-        _remove_if_only_hydra(Path(cfg.paths.output_dir))
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    """Entry point for ``run.py``'s task function (errors are reported by ``diffexplain.cli``)."""
+    run(cfg)

@@ -11,7 +11,6 @@ import inspect
 import math
 
 from diffexplain.errors import UserError, check
-from diffexplain.models.schedulers import SCHEDULERS
 
 
 def accepts_timesteps(scheduler_cls) -> bool:
@@ -21,6 +20,8 @@ def accepts_timesteps(scheduler_cls) -> bool:
 
 def schedulers_accepting_timesteps() -> list[str]:
     """The ``model.scheduler`` choices that take custom timesteps."""
+    from diffexplain.models.schedulers import SCHEDULERS
+
     return [name for name, cls in SCHEDULERS.items() if accepts_timesteps(cls)]
 
 
@@ -80,6 +81,14 @@ class _Exponential(Schedule):
         check(lam >= 0, "schedule.lam", lam, "a number >= 0")
         self.num_steps, self.lam = num_steps, lam
 
+    def _check(self, ts: list[int], num_train_timesteps: int) -> list[int]:
+        """Exponential spacing floored to integers repeats timesteps when the steps are too many for ``lam``."""
+        check(all(0 <= t < num_train_timesteps for t in ts) and all(a > b for a, b in zip(ts, ts[1:])),
+              "schedule.num_steps", self.num_steps,
+              f"with schedule.lam={self.lam:g} the {self.name} schedule repeats timesteps (its exponential spacing is "
+              "floored to integers); use fewer steps or a larger schedule.lam")
+        return ts
+
     def _powers(self, total: int) -> list[int]:
         """⌊α^(j+1+λ)⌋ for j = 0..N−1 with α = total^(1/(N+λ))."""
         alpha = total ** (1.0 / (self.num_steps + self.lam))
@@ -94,7 +103,7 @@ class ExponentialEarly(_Exponential):
     def timesteps(self, num_train_timesteps: int) -> list[int]:
         ts = [num_train_timesteps - p for p in self._powers(num_train_timesteps)]
         ts = ([num_train_timesteps - 1] + ts)[: self.num_steps]
-        return _check_descending(ts, num_train_timesteps, "schedule.lam")
+        return self._check(ts, num_train_timesteps)
 
 
 class ExponentialLate(_Exponential):
@@ -106,7 +115,7 @@ class ExponentialLate(_Exponential):
         ts = sorted(self._powers(num_train_timesteps), reverse=True)
         if ts and ts[0] == num_train_timesteps:
             ts[0] = num_train_timesteps - 1
-        return _check_descending(ts, num_train_timesteps, "schedule.lam")
+        return self._check(ts, num_train_timesteps)
 
 
 class Custom(Schedule):

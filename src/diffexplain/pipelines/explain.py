@@ -18,10 +18,10 @@ from diffexplain.models import DiffusionModel
 from diffexplain.models.diffusion import resolve_steps
 from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
 from diffexplain.metrics.token_roles import attention_shares, role_shares
-from diffexplain.pipelines.base import ItemOutput, Pipeline, x0_grid
+from diffexplain.pipelines.base import ItemOutput, Pipeline, as_float
 from diffexplain.reporting.figures import image_row
 from diffexplain.reporting.tables import row
-from diffexplain.runner.data import PromptItem
+from diffexplain.items import PromptItem
 
 
 def ground_truth(prompt: str, final_image: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -37,20 +37,22 @@ def ground_truth(prompt: str, final_image: np.ndarray) -> dict[str, np.ndarray] 
 class ExplainPipeline(Pipeline):
     name = "explain"
 
-    def __init__(self, schedule, explainer, similarity=None):
-        super().__init__(schedule)
+    def __init__(self, schedule, explainer, similarity=None, x0_steps: str = "explained"):
+        super().__init__(schedule, x0_steps)
         self.make_explainer, self.similarity = explainer, similarity
-        self.explainer = None
+        self.explainer, self.steps = None, None
 
     def validate(self, model: DiffusionModel) -> None:
         self.explainer = self.make_explainer(model=model, similarity=self.similarity)
         num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
-        resolve_steps(self.explainer.steps, num_steps)
+        self.steps = resolve_steps(self.explainer.steps, num_steps)
+
+    def describe(self) -> dict:
+        return {"explainer": {"name": self.explainer.name, **self.explainer.describe()}, "steps": self.steps}
 
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
-        traj, out = self.generate(model, item)
-        ex, pid = self.explainer, item.prompt_id
-        steps = traj.check_steps(ex.steps)
+        traj, out, _ = self.generate(model, item, self.steps)
+        ex, pid, steps = self.explainer, item.prompt_id, self.steps
         maps = ex.explain(traj, steps).float()
         words = ex.words(traj) if ex.per_token else [None]
         if not ex.per_token:
@@ -86,32 +88,30 @@ class ExplainPipeline(Pipeline):
         return [("saliency_inside", inside), ("saliency_outside", outside),
                 ("pointing_game", pointing_game(saliency, mask))]
 
-    def figures(self, outputs: list[ItemOutput], heatmaps: dict, images: dict, fig_dir: Path) -> list[Path]:
-        """Per item: the map over steps overlaid on the decoded x0-prediction and on the final image
-        (per-token explainers: one row per word on the x0-prediction), and the x0-prediction grid."""
-        paths, name = [], self.explainer.name
-        for o in outputs:
-            pid = o.item.prompt_id
-            maps: dict[str, dict[int, np.ndarray]] = {}
-            for key, value in heatmaps.items():
-                parts = key.split("/")
-                if parts[0] == pid and parts[1] == name:
-                    maps.setdefault("/".join(parts[3:]), {})[int(parts[2])] = value
-            if not maps:
-                continue
-            steps = sorted(next(iter(maps.values())))
-            titles = [f"i={i} t={o.timesteps[i]}" for i in steps]
-            x0 = [images[f"{pid}/x0/{i}"] for i in steps]
-            if self.explainer.per_token:
-                words = list(maps)
-                imgs, overlays = x0 * len(words), [maps[w][i] for w in words for i in steps]
-                titles = [f"{w} {t}" for w in words for t in titles]
-                what = "per word (one row each) on the x0-prediction"
-            else:
-                imgs, overlays = x0 + [images[f"{pid}/final"]] * len(steps), [maps[""][i] for i in steps] * 2
-                titles = titles * 2
-                what = "on the x0-prediction (top) and the final image (bottom)"
-            paths.append(image_row(imgs, titles, fig_dir / f"{pid}_{name}.png", overlays=overlays,
-                                   max_cols=len(steps), suptitle=f"{o.item.prompt!r} seed {o.item.seed}: {name} {what}"))
-            paths.append(x0_grid(o.item, images, o.timesteps, fig_dir))
-        return paths
+    def item_figures(self, out: ItemOutput, fig_dir: Path) -> list[Path]:
+        """The item's maps over steps overlaid on the decoded x0-prediction (where kept) and on the final image
+        (per-token explainers: one row per word), and its x0-prediction grid."""
+        pid, name = out.item.item_id, self.explainer.name
+        maps: dict[str, dict[int, np.ndarray]] = {}
+        for key, value in out.heatmaps.items():
+            parts = key.split("/")
+            if parts[0] == pid and parts[1] == name:
+                maps.setdefault("/".join(parts[3:]), {})[int(parts[2])] = value
+        if not maps:
+            return super().item_figures(out, fig_dir)
+        steps = sorted(next(iter(maps.values())))
+        titles = [f"i={i} t={out.timesteps[i]}" for i in steps]
+        final = as_float(out.images[f"{pid}/final"])
+        x0 = [as_float(out.images[f"{pid}/x0/{i}"]) if f"{pid}/x0/{i}" in out.images else final for i in steps]
+        if self.explainer.per_token:
+            words = list(maps)
+            imgs, overlays = x0 * len(words), [maps[w][i] for w in words for i in steps]
+            titles = [f"{w} {t}" for w in words for t in titles]
+            what = "per word (one row each) on the x0-prediction"
+        else:
+            imgs, overlays = x0 + [final] * len(steps), [maps[""][i] for i in steps] * 2
+            titles = titles * 2
+            what = "on the x0-prediction (top) and the final image (bottom)"
+        path = image_row(imgs, titles, fig_dir / f"{pid}_{name}.png", overlays=overlays, max_cols=len(steps),
+                         suptitle=f"{out.item.prompt!r} seed {out.item.seed}: {name} {what}")
+        return [path, *super().item_figures(out, fig_dir)]

@@ -7,21 +7,21 @@ import torch
 from diffexplain.models import DiffusionModel
 from diffexplain.pipelines.base import ItemOutput, Pipeline
 from diffexplain.reporting.tables import row
-from diffexplain.runner.data import PromptItem
+from diffexplain.items import PromptItem
 from diffexplain.similarity import SSIM, Cosine
 
 
 class GeneratePipeline(Pipeline):
-    """Generate each item; rows ``ssim_to_final`` and ``cosine_to_final`` of every step's decoded x0-prediction."""
+    """Generate each item; rows ``ssim_to_final`` and ``cosine_to_final`` of every step's decoded x0-prediction.
+
+    Every step is "explained" here: ``output.x0_steps=explained`` keeps all x0-predictions (``none`` keeps none)."""
 
     name = "generate"
 
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
-        traj, out = self.generate(model, item)
-        pid = item.prompt_id
-        x0 = torch.stack([torch.from_numpy(out.images[f"{pid}/x0/{i}"]) for i in range(traj.num_steps)])
-        final = torch.from_numpy(out.images[f"{pid}/final"])[None]
-        x0, final = x0.permute(0, 3, 1, 2), final.permute(0, 3, 1, 2)
+        traj, out, _ = self.generate(model, item)
+        x0 = model.decode(traj.x0)
+        final = model.decode(traj.latents[-1:])
         scores = {"ssim_to_final": SSIM(data_range=1.0)(x0, final.expand_as(x0)),
                   "cosine_to_final": Cosine()(x0, final.expand_as(x0))}
         for metric, values in scores.items():

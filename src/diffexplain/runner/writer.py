@@ -1,43 +1,148 @@
-"""``OutputWriter``: writes the output contract atomically, resumably, and logs it (W&B, CSV).
+"""``OutputWriter``: writes the output contract atomically and resumably, streaming item by item, and logs it.
 
-Each finished item is saved at once as a shard under ``.partial/`` (so a dying run loses nothing and a re-run
-in the same directory resumes); when all items are done, rank 0 merges the shards into ``results.parquet``,
-``heatmaps.npz``, ``images.npz``, ``run.json`` and ``figures/``, then removes the shards.
+Each finished item is saved at once as a shard directory ``.partial/<item_id>/`` (``rows.parquet``, ``heatmaps.npz``,
+``images/*.webp``, then ``meta.json`` with the config fingerprint — a shard without a readable ``meta.json`` is not
+finished). A re-run in the same directory resumes: it checks that the config that affects results is the same
+(:mod:`~diffexplain.runner.resume`), skips finished items, and recomputes a corrupt shard after saying so. When all
+items are done, rank 0 streams the shards one by one into ``results.parquet`` (+ ``results.csv`` when small),
+``heatmaps.npz``, ``images/`` and ``figures/``, writes ``run.json`` last (the run's completion mark) and removes the
+shards; memory holds one item at a time.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from diffexplain import io
+from diffexplain.errors import UserError, check, shorten
 from diffexplain.pipelines.base import ItemOutput, Pipeline
 from diffexplain.reporting.tables import to_frame
-from diffexplain.runner.data import PromptItem
+from diffexplain.runner.resume import RESUME, differing_keys, fingerprint
 
+log = logging.getLogger(__name__)
 CSV_MAX_ROWS = 100_000
+HEATMAP_DTYPES = ("float32", "float16")
+OUTPUTS = ("results.parquet", "results.csv", "heatmaps.npz", "images", "figures", "run.json", ".partial", "wandb")
+
+
+class OutputOptions:
+    """``output.*``: what is stored per item (see conf/config.yaml)."""
+
+    def __init__(self, x0_steps: str = "explained", x0_quality: int | None = 95, heatmap_dtype: str = "float32",
+                 figures: int = 8):
+        check(x0_quality is None or (isinstance(x0_quality, int) and 1 <= x0_quality <= 100), "output.x0_quality",
+              x0_quality, "an integer in [1, 100] (WebP quality) or null (lossless)")
+        check(heatmap_dtype in HEATMAP_DTYPES, "output.heatmap_dtype", heatmap_dtype, f"one of {list(HEATMAP_DTYPES)}")
+        check(isinstance(figures, int) and figures >= 0, "output.figures", figures, "an integer >= 0")
+        self.x0_steps, self.x0_quality, self.heatmap_dtype, self.figures = x0_steps, x0_quality, heatmap_dtype, figures
 
 
 class OutputWriter(L.Callback):
-    def __init__(self, out_dir: str | Path, pipeline: Pipeline, items: list[PromptItem], run_info: dict):
+    def __init__(self, out_dir: str | Path, pipeline: Pipeline, items: list, run_info: dict, config: dict,
+                 options: OutputOptions | None = None):
         self.out_dir = Path(out_dir)
         self.partial = self.out_dir / ".partial"
-        self.pipeline, self.items, self.run_info = pipeline, items, run_info
+        self.pipeline, self.items, self.run_info, self.config = pipeline, items, run_info, config
+        self.options = options or OutputOptions()
+        self.fingerprint = fingerprint(config)
         self.start = time.time()
 
-    def _shard(self, prompt_id: str) -> Path:
-        return self.partial / f"{prompt_id}.pkl"
+    # -- resume -----------------------------------------------------------------------------------
+    def prepare(self, resume: str = "auto", destructive: bool = True) -> set[str] | None:
+        """Check what this directory holds. Returns the ids of finished items, or None when the whole job is already
+        finished with this config (nothing to do). ``resume=overwrite`` clears earlier outputs first; a different
+        config is refused with the differing keys. ``destructive=False`` (non-zero DDP ranks) never deletes."""
+        check(resume in RESUME, "resume", resume, f"one of {list(RESUME)}")
+        if resume == "overwrite" and destructive:
+            self.clear()
+        run_json = self.out_dir / "run.json"
+        if run_json.is_file():
+            info = io.read_json(run_json)
+            changed = differing_keys(info.get("config", {}), self.config)
+            ids = [it.get("item_id", it.get("prompt_id")) for it in info.get("items", [])]
+            if not changed and ids == [it.item_id for it in self.items]:
+                return None
+            what = f"config (differs in {', '.join(changed[:6])})" if changed else "item list"
+            raise UserError("hydra.run.dir", str(self.out_dir), f"it holds a finished run with another {what}; "
+                            "rerun with resume=overwrite, or choose another directory")
+        saved = self.partial / "config.json"
+        if saved.is_file():
+            try:
+                old = io.read_json(saved)
+            except ValueError:
+                old = None
+            changed = differing_keys(old, self.config) if isinstance(old, dict) else ["(unreadable .partial/config.json)"]
+            if changed:
+                raise UserError("hydra.run.dir", str(self.out_dir), "it holds unfinished items of another config "
+                                f"(differs in {shorten(', '.join(changed), 200)}); rerun with resume=overwrite, or "
+                                "choose another directory")
+        elif destructive:
+            io.write_json(saved, self.config)
+        return self._finished_shards(destructive)
 
-    def done_ids(self) -> set[str]:
-        """Items an earlier, interrupted run in this directory already finished."""
-        return {p.stem for p in self.partial.glob("*.pkl")} if self.partial.is_dir() else set()
+    def clear(self) -> None:
+        """Remove every output of an earlier run in this directory (Hydra's own files stay)."""
+        for name in OUTPUTS:
+            path = self.out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    def _finished_shards(self, destructive: bool) -> set[str]:
+        done = set()
+        wanted = {it.item_id for it in self.items}
+        for item_id in sorted(wanted):
+            shard = self.partial / item_id
+            if not shard.exists():
+                continue
+            try:
+                meta = io.read_json(shard / "meta.json")
+                ok = meta.get("fingerprint") == self.fingerprint and (shard / "rows.parquet").is_file()
+            except (OSError, ValueError) as e:
+                ok, meta = False, {"error": f"{type(e).__name__}"}
+            if ok:
+                done.add(item_id)
+            elif destructive:
+                log.warning("saved item %s is incomplete or unreadable (%s); recomputing it", item_id,
+                            meta.get("error", "fingerprint or files missing"))
+                shutil.rmtree(shard, ignore_errors=True)
+        return done
+
+    # -- one item ---------------------------------------------------------------------------------
+    def save(self, out: ItemOutput) -> None:
+        """Save one finished item as a shard, atomically (a directory renamed into place)."""
+        self.partial.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.partial, prefix=f".{out.item.item_id}."))
+        try:
+            to_frame(out.rows, self.pipeline.columns).to_parquet(tmp / "rows.parquet", index=False)
+            io.write_npz(tmp / "heatmaps.npz", {k: v.astype(self.options.heatmap_dtype) for k, v in out.heatmaps.items()})
+            for key, image in out.images.items():
+                quality = None if key.endswith("/final") else self.options.x0_quality
+                io.write_image(tmp / "images" / f"{key}{io.IMAGE_SUFFIX}", image, quality)
+            io.write_json(tmp / "meta.json", {"item": out.item.as_dict(), "timesteps": out.timesteps,
+                                              "seconds": out.seconds, "fingerprint": self.fingerprint})
+            final = self.partial / out.item.item_id
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs: list[ItemOutput], batch, batch_idx, dataloader_idx=0):
         for out in outputs:
-            io.write_pickle(self._shard(out.item.prompt_id), out)
+            self.save(out)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         trainer.strategy.barrier()
@@ -45,39 +150,71 @@ class OutputWriter(L.Callback):
             self.finalize(trainer)
         trainer.strategy.barrier()
 
-    def finalize(self, trainer: L.Trainer | None = None) -> None:
-        """Merge every item's shard into the contract's files, draw figures, log, and clean up."""
-        outputs = [io.read_pickle(self._shard(it.prompt_id)) for it in self.items]
-        rows = [r for o in outputs for r in o.rows]
-        heatmaps = {k: v for o in outputs for k, v in o.heatmaps.items()}
-        images = {k: v for o in outputs for k, v in o.images.items()}
-        timesteps = outputs[0].timesteps if outputs else []
-        df = to_frame(rows)
+    # -- the whole job ----------------------------------------------------------------------------
+    def load(self, item) -> ItemOutput:
+        """A saved item back as an :class:`ItemOutput` (from its shard)."""
+        shard = self.partial / item.item_id
+        meta = io.read_json(shard / "meta.json")
+        heatmaps = io.read_npz(shard / "heatmaps.npz")
+        images = dict(io.ImageFiles(shard / "images").items())
+        return ItemOutput(item, meta["timesteps"], heatmaps=heatmaps, images=images, seconds=meta["seconds"])
 
-        io.write_npz(self.out_dir / "heatmaps.npz", heatmaps)
-        io.write_npz(self.out_dir / "images.npz", images)
-        with io.atomic_path(self.out_dir / "results.parquet") as tmp:
-            df.to_parquet(tmp, index=False)
-        if len(df) <= CSV_MAX_ROWS:
+    def finalize(self, trainer: L.Trainer | None = None) -> None:
+        """Stream every item's shard into the contract's files, draw figures, log, and clean up."""
+        schema = pa.Schema.from_pandas(to_frame([], self.pipeline.columns), preserve_index=False)
+        items_info, item_seconds, figures = [], 0.0, []
+        fig_dir = self.out_dir / "figures"
+        with io.atomic_path(self.out_dir / "results.parquet") as parquet_tmp, \
+                io.NpzWriter(self.out_dir / "heatmaps.npz") as npz:
+            with pq.ParquetWriter(parquet_tmp, schema) as parquet:
+                for n, item in enumerate(self.items):
+                    shard = self.partial / item.item_id
+                    meta = io.read_json(shard / "meta.json")
+                    rows = to_frame(pd.read_parquet(shard / "rows.parquet"), self.pipeline.columns)
+                    parquet.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+                    with np.load(shard / "heatmaps.npz", allow_pickle=False) as maps:
+                        for key in maps.files:
+                            npz.add(key, maps[key])
+                    self._link_images(shard / "images")
+                    if n < self.options.figures:
+                        figures += self.pipeline.item_figures(self.load(item), fig_dir)
+                    items_info.append(dict(item.as_dict(), item_id=item.item_id, timesteps=meta["timesteps"],
+                                           seconds=round(meta["seconds"], 4)))
+                    item_seconds += meta["seconds"]
+        results = pd.read_parquet(self.out_dir / "results.parquet")
+        if len(results) <= CSV_MAX_ROWS:
             with io.atomic_path(self.out_dir / "results.csv") as tmp:
-                df.to_csv(tmp, index=False)
-        figures = self.pipeline.figures(outputs, heatmaps, images, self.out_dir / "figures")
-        info = dict(self.run_info)
+                results.to_csv(tmp, index=False)
+        figures += self.pipeline.job_figures(results, fig_dir)
+        tables = self.pipeline.tables(results)
+        info = dict(self.run_info, config=self.config, fingerprint=self.fingerprint)
         info.update(
-            timesteps=timesteps,
-            items=[dict(it.as_dict(), timesteps=o.timesteps, seconds=round(o.seconds, 4))
-                   for it, o in zip(self.items, outputs)],
-            wall_seconds={"job": round(time.time() - self.start, 3),
-                          "items": round(sum(o.seconds for o in outputs), 3)},
+            timesteps=items_info[0]["timesteps"] if items_info else [],
+            items=items_info,
+            wall_seconds={"job": round(time.time() - self.start, 3), "items": round(item_seconds, 3)},
             figures=[str(p.relative_to(self.out_dir)) for p in figures],
         )
-        io.write_json(self.out_dir / "run.json", info)
         if trainer is not None:
-            self._log(trainer, df, figures)
+            self._log(trainer, results, tables, figures)
+        io.write_json(self.out_dir / "run.json", info)
         shutil.rmtree(self.partial, ignore_errors=True)
 
+    def _link_images(self, shard_images: Path) -> None:
+        """Hard-link (or copy) a shard's images into ``images/``; the shard keeps its own until it is removed."""
+        if not shard_images.is_dir():
+            return
+        for src in shard_images.rglob(f"*{io.IMAGE_SUFFIX}"):
+            dst = self.out_dir / "images" / src.relative_to(shard_images)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                dst.unlink()
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+
     @staticmethod
-    def _log(trainer: L.Trainer, df, figures: list[Path]) -> None:
+    def _log(trainer: L.Trainer, df: pd.DataFrame, tables: dict[str, pd.DataFrame], figures: list[Path]) -> None:
         from lightning.pytorch.loggers import WandbLogger
 
         means = df.groupby(["metric"], dropna=False)["value"].mean()
@@ -86,8 +223,10 @@ class OutputWriter(L.Callback):
             if summary:
                 logger.log_metrics(summary)
             if isinstance(logger, WandbLogger):
-                if figures:
-                    logger.log_image(key="figures", images=[str(p) for p in figures],
-                                     caption=[p.stem for p in figures])
-                logger.log_table(key="results", dataframe=df.head(10_000).astype(object).where(df.notna(), None))
+                for path in figures:
+                    logger.log_image(key=f"figures/{path.stem}", images=[str(path)], caption=[path.stem])
+                for name, table in tables.items():
+                    logger.log_table(key=name, dataframe=table.astype(object).where(table.notna(), None))
+                head = df.head(10_000)
+                logger.log_table(key="results", dataframe=head.astype(object).where(head.notna(), None))
             logger.finalize("success")
