@@ -136,3 +136,62 @@ def test_grounded_shapes_model_shape_word_maps_peak_inside_their_objects():
             for word in prompt.split()[position::4]:
                 hits[role].append(pointing_game(maps[words.index(word)], mask_to_grid(masks[word], maps.shape[-2:])))
     assert np.mean(hits["shape"]) == 1.0 and np.mean(hits["colour"]) >= 0.8, hits
+
+
+def test_cam_applies_guidance_once_like_the_authors(tiny, traj):
+    """Our gradients (guided target, halves summed) equal the authors' (raw output summed over both halves, then
+    guidance-combined); activations are guidance-combined."""
+    cam = DFCAM(tiny)
+    ours = cam.cam_inputs(traj, 1)
+    modules, acts = dict(tiny.unet.named_modules()), {}
+    handles = [modules[n].register_forward_hook(lambda m, a, out, n=n: acts.__setitem__(n, out))
+               for n in cam.module_names]
+    try:
+        z = traj.latents[1:2].clone().requires_grad_(True)
+        raw = torch.cat(tiny.unet_halves(z, traj.timesteps[1], traj.cond))
+        grads = torch.autograd.grad(raw.sum(), [acts[n] for n in cam.module_names])
+    finally:
+        for h in handles:
+            h.remove()
+    for name, grad in zip(cam.module_names, grads):
+        a, g = ours[name]
+        authors = tiny.guide(*grad.chunk(2))
+        assert torch.allclose(g, authors, rtol=1e-3, atol=1e-5 * authors.abs().max().item())
+        assert torch.allclose(a, tiny.guide(*acts[name].detach().chunk(2)))
+
+
+class Pattern(torch.nn.Module):
+    """A feature map that is a fixed signed pattern (in both guidance halves), with a gradient path."""
+
+    def __init__(self, pattern: torch.Tensor):
+        super().__init__()
+        self.pattern = torch.nn.Parameter(pattern[None, None])
+
+    def forward(self, x):
+        return self.pattern.expand(x.shape[0], 1, *self.pattern.shape[-2:]) + 0 * x[:, :1]
+
+
+class UncondOnly(torch.nn.Module):
+    """A two-half toy UNet: only the unconditional half's feature reaches the output (negated); the text half's
+    output is constant. With g > 1 a larger unconditional feature *raises* the guided output (1 − g)·u + g·c."""
+
+    def __init__(self, pattern: torch.Tensor):
+        super().__init__()
+        self.feat = Pattern(pattern)
+
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def forward(self, x, t, encoder_hidden_states=None, return_dict=False):
+        a = self.feat(x)
+        return (torch.cat([-a[:1].expand_as(x[:1]), torch.zeros_like(x[1:])]),)
+
+
+def test_cam_shows_a_signal_carried_by_the_unconditional_half_alone_with_the_right_sign(tiny, traj):
+    blob = torch.zeros(8, 8, dtype=torch.bool)
+    blob[2:5, 3:6] = True
+    toy = tiny.with_unet(UncondOnly(blob.float() - 0.5))
+    assert toy.guidance_scale > 1
+    cam = DFCAM(toy, modules="feat").explain(traj, [0])[0]
+    # correct: G = (g − 1)·4 > 0 on the pattern, map ∝ ReLU(pattern) = the blob; guidance applied twice flips the
+    # sign of G ((1 − g)·(g − 1)·4 < 0) and shows the complement instead
+    assert cam[blob].min() > 0.99 and cam[~blob].max() == 0

@@ -1,12 +1,15 @@
 """``explainer=cam``: DF-CAM — Grad-CAM on UNet modules at one denoising step (Park et al., 2024).
 
 One forward with gradients at (z_t, t) with forward hooks on the chosen modules, one ``autograd.grad`` of the
-target for all of them. Activations A and gradients G of both guidance halves are combined with the guidance
-formula (u + g·(c − u)); w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c), bilinearly upsampled to the latent
-grid and min-max normalised per module; the explanation is the sum over modules (the paper sums 43 resnets,
-re-running its pipeline per module — one pass gives the same maps).
+target for all of them. Guidance is applied exactly once: the activations A of both guidance halves are combined
+with the guidance formula (u + g·(c − u)); the gradients G of the two halves are summed, because the target is
+already a function of the guided output (this equals the authors' guidance-combined gradients of the raw output
+summed over both halves). w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c), bilinearly upsampled to the latent
+grid and min-max normalised per module; the explanation is the sum over modules (the authors re-run their pipeline
+per module — one pass gives the same maps).
 
-Targets: ``noise_sum`` (the paper: the sum of the guided noise prediction) or ``similarity``: the configured
+Targets: ``noise_sum`` (the paper's: the guided model output summed; for ε- and v-prediction models the same map as
+the guided noise prediction summed, which differs by a positive factor) or ``similarity``: the configured
 similarity of the step's x0-prediction to the trajectory's final latent (decoded for image similarities). The
 similarity to the *unperturbed* outcome itself is not offered: at the unperturbed input it sits at its maximum,
 so its gradient — all Grad-CAM uses — vanishes.
@@ -46,12 +49,6 @@ def forward_hooks(modules: dict, store: dict):
             h.remove()
 
 
-def guided(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """Combine [uncond; cond] halves of a batch of 2 with the guidance formula."""
-    u, c = x.chunk(2)
-    return u + scale * (c - u)
-
-
 def minmax(x: torch.Tensor) -> torch.Tensor:
     lo, hi = x.min(), x.max()
     return (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
@@ -74,29 +71,41 @@ class DFCAM(Explainer):
 
     def _target(self, out: torch.Tensor, z: torch.Tensor, trajectory, i: int) -> torch.Tensor:
         if self.target == "noise_sum":
-            return self.model.eps_and_x0(out, z, trajectory.timesteps[i])[0].sum()
+            return out.sum()
         x0 = self.model.eps_and_x0(out, z, trajectory.timesteps[i])[1]
         final = trajectory.latents[-1:].to(x0.device)
         if self.similarity.domain == "image":
             x0, final = self.model.decode_with_grad(x0), self.model.decode(final)
         return self.similarity.to(x0.device)(x0, final).sum()
 
-    def module_maps(self, trajectory, i: int) -> dict[str, torch.Tensor]:
-        """Normalised Grad-CAM map [h, w] of every hooked module at step ``i``."""
+    def cam_inputs(self, trajectory, i: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per hooked module at step ``i``: (A, G), activations and gradients with guidance applied once.
+
+        The target is a function of the guided output, so its gradient already carries the guidance weights:
+        G = G_u + G_c = (1 − g)·∂Σu/∂A_u + g·∂Σc/∂A_c — the authors' guidance-combined gradient of the raw output
+        summed over both halves. Activations are combined with the guidance formula.
+        """
         modules = dict(self.model.unet.named_modules())
-        _, h, w = trajectory.latents.shape[1:]
         acts: dict[str, torch.Tensor] = {}
         with forward_hooks({n: modules[n] for n in self.module_names}, acts), torch.enable_grad():
-            z = trajectory.latents[i: i + 1].detach().to(self.model.device)
-            out = self.model.unet_output(z, trajectory.timesteps[i], trajectory.cond)
+            z = trajectory.latents[i: i + 1].detach().to(self.model.device, self.model.dtype).requires_grad_(True)
+            out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
             target = self._target(out, z, trajectory, i)
             names = [n for n in self.module_names if n in acts]
             grads = torch.autograd.grad(target, [acts[n] for n in names], allow_unused=True)
-        maps = {}
-        g_scale = self.model.guidance_scale
+        inputs = {}
         for name, grad in zip(names, grads):
-            a = guided(acts[name].detach().float(), g_scale)
-            g = torch.zeros_like(a) if grad is None else guided(grad.float(), g_scale)
+            a = acts[name].detach().float()
+            g = torch.zeros_like(a) if grad is None else grad.float()
+            g_uncond, g_text = g.chunk(2)
+            inputs[name] = (self.model.guide(*a.chunk(2)), g_uncond + g_text)
+        return inputs
+
+    def module_maps(self, trajectory, i: int) -> dict[str, torch.Tensor]:
+        """Normalised Grad-CAM map [h, w] of every hooked module at step ``i``."""
+        _, h, w = trajectory.latents.shape[1:]
+        maps = {}
+        for name, (a, g) in self.cam_inputs(trajectory, i).items():
             cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
             cam = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
             maps[name] = minmax(cam).cpu()
