@@ -8,6 +8,7 @@ from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.explainers import DFCAM, CrossAttentionExplainer
 from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.explainers.cam import output_tensor
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.localisation import mask_to_grid, pointing_game
 from diffexplain.models import DiffusionModel
@@ -42,6 +43,29 @@ def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
     assert torch.allclose(cam.explain(traj, [1])[0], torch.stack(list(maps.values())).sum(0))
     assert hook_count(tiny.unet) == before
     assert all(p.grad is None for p in tiny.unet.parameters())
+
+
+def test_cam_hooks_attentions_samplers_resnets_and_token_outputs_in_one_pass(tiny, traj):
+    before = hook_count(tiny.unet)
+    names = ["down_blocks.0.attentions.0", "down_blocks.0.downsamplers.0", "up_blocks.1.resnets.0",
+             "up_blocks.0.attentions.0.transformer_blocks.0.attn2"]  # the last outputs [B, h·w, C] tokens
+    cam = DFCAM(tiny, modules=names)
+    maps = cam.module_maps(traj, 0)
+    assert set(maps) == set(names)
+    for m in maps.values():
+        assert m.shape == (8, 8) and torch.isfinite(m).all() and m.max() == 1
+    assert hook_count(tiny.unet) == before
+    with pytest.raises(UserError, match="explainer.modules.*spatial"):
+        DFCAM(tiny, modules="time_embedding").explain(traj, [1])
+    assert hook_count(tiny.unet) == before
+
+
+def test_output_tensor_unwraps_tuples_and_diffusers_outputs():
+    from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+    x = torch.ones(1)
+    assert output_tensor(x) is x and output_tensor((x, (torch.zeros(1),))) is x
+    assert output_tensor(Transformer2DModelOutput(sample=x)) is x and output_tensor(None) is None
 
 
 def test_cam_removes_hooks_when_the_target_fails(tiny, traj):

@@ -18,6 +18,8 @@ so its gradient — all Grad-CAM uses — vanishes.
 from __future__ import annotations
 
 import fnmatch
+import math
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import torch
@@ -36,13 +38,48 @@ def matches(name: str, pattern: str) -> bool:
     return len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats))
 
 
+def output_tensor(output) -> torch.Tensor | None:
+    """The tensor a module hands on: its output, or the first tensor in a tuple or a diffusers ``BaseOutput``
+    (``Transformer2DModel`` returns ``(sample,)`` inside UNet blocks, an output object otherwise)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            tensor = output_tensor(item)
+            if tensor is not None:
+                return tensor
+    return None
+
+
+def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """A module output as a feature map [B, C, h', w']: as is, or from a token sequence [B, h'·w', C]."""
+    if x.ndim == 3:
+        h, w = latent_hw
+        scale = math.sqrt(h * w / x.shape[1])
+        hq, wq = round(h / scale), round(w / scale)
+        if hq * wq == x.shape[1]:
+            return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hq, wq)
+    check(x.ndim == 4, "explainer.modules", name,
+          f"modules with a spatial output ([B, C, h, w] or [B, h·w, C] tokens); this one gives {list(x.shape)}")
+    return x
+
+
 @contextmanager
 def forward_hooks(modules: dict, store: dict):
-    """Keep each module's output in ``store[name]``; the hooks are removed on exit, also on error."""
+    """Keep the tensor each module outputs (:func:`output_tensor`) in ``store[name]``; the hooks are removed on
+    exit, also on error."""
+
+    def keep(name, output):
+        tensor = output_tensor(output)
+        if tensor is not None:
+            store[name] = tensor
+
     handles = []
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(lambda m, args, out, name=name: store.__setitem__(name, out)))
+            handles.append(module.register_forward_hook(lambda m, args, out, name=name: keep(name, out)))
         yield store
     finally:
         for h in handles:
@@ -92,11 +129,13 @@ class DFCAM(Explainer):
             out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
             target = self._target(out, z, trajectory, i)
             names = [n for n in self.module_names if n in acts]
+            for n in names:
+                as_grid(n, acts[n], z.shape[-2:])
             grads = torch.autograd.grad(target, [acts[n] for n in names], allow_unused=True)
         inputs = {}
         for name, grad in zip(names, grads):
-            a = acts[name].detach().float()
-            g = torch.zeros_like(a) if grad is None else grad.float()
+            a = as_grid(name, acts[name].detach().float(), z.shape[-2:])
+            g = torch.zeros_like(a) if grad is None else as_grid(name, grad.float(), z.shape[-2:])
             g_uncond, g_text = g.chunk(2)
             inputs[name] = (self.model.guide(*a.chunk(2)), g_uncond + g_text)
         return inputs
