@@ -8,7 +8,7 @@ from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.explainers import DFCAM, CrossAttentionExplainer
 from diffexplain.explainers.attention_capture import CrossAttentionRecorder
-from diffexplain.explainers.cam import output_tensor
+from diffexplain.explainers.cam import output_tensor, resolve_modules
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.localisation import mask_to_grid, pointing_game
 from diffexplain.models import DiffusionModel
@@ -58,6 +58,51 @@ def test_cam_hooks_attentions_samplers_resnets_and_token_outputs_in_one_pass(tin
     with pytest.raises(UserError, match="explainer.modules.*spatial"):
         DFCAM(tiny, modules="time_embedding").explain(traj, [1])
     assert hook_count(tiny.unet) == before
+
+
+def unet_from_config(**config):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(sample_size=8, block_out_channels=(8, 8, 16, 16)[: len(config["down_block_types"])],
+                                cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4, **config)
+
+
+def kinds(names: list[str]) -> dict[str, int]:
+    return {k: sum(f".{k}." in n for n in names) for k in ("resnets", "attentions", "downsamplers", "upsamplers")}
+
+
+def test_paper_modules_are_the_authors_43_on_sd1_and_resolve_for_other_unets():
+    sd1 = unet_from_config(layers_per_block=2, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                           up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+    names = resolve_modules(sd1, "paper")
+    assert len(names) == 43 and kinds(names) == {"resnets": 22, "attentions": 15, "downsamplers": 3, "upsamplers": 3}
+    assert "mid_block.resnets.1" in names and not any(n.startswith("mid_block.attentions") for n in names)
+    modules = dict(sd1.named_modules())
+    assert all(type(modules[n]).__name__ == "Transformer2DModel" for n in names if ".attentions." in n)
+    sdxl = unet_from_config(layers_per_block=2, transformer_layers_per_block=(1, 2, 2),
+                            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    assert kinds(resolve_modules(sdxl, "paper")) == {"resnets": 17, "attentions": 10, "downsamplers": 2,
+                                                      "upsamplers": 2}
+    assert resolve_modules(sd1, ["resnets"]) == [n for n in names if ".resnets." in n]
+    assert resolve_modules(sd1, ["paper", "mid_block.attentions.*"])[-3:] == [
+        "mid_block.attentions.0", "mid_block.resnets.0", "mid_block.resnets.1"]
+
+
+def test_paper_modules_on_the_embedded_model_and_in_describe(tiny, traj):
+    from diffusers import UNet2DConditionModel
+
+    config = UNet2DConditionModel.load_config(str(ROOT / "models" / "shapes-sd" / "unet"))
+    unet = UNet2DConditionModel.from_config(config)
+    assert set(resolve_modules(unet, "paper")) == {
+        "down_blocks.0.resnets.0", "down_blocks.0.attentions.0", "down_blocks.0.downsamplers.0",
+        "down_blocks.1.resnets.0", "down_blocks.1.attentions.0", "mid_block.resnets.0", "mid_block.resnets.1",
+        *(f"up_blocks.{b}.{kind}.{k}" for b in (0, 1) for kind in ("resnets", "attentions") for k in (0, 1)),
+        "up_blocks.0.upsamplers.0"}
+    cam = DFCAM(tiny, modules="paper")  # the tiny model has the embedded model's layout
+    assert cam.describe()["modules"] == resolve_modules(tiny.unet, "paper") and len(cam.module_names) == 16
+    assert set(cam.module_maps(traj, 0)) == set(cam.module_names)
+    assert DFCAM(tiny).describe()["modules"] == resolve_modules(tiny.unet, "resnets")
 
 
 def test_output_tensor_unwraps_tuples_and_diffusers_outputs():

@@ -8,6 +8,12 @@ summed over both halves). w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c), b
 grid and min-max normalised per module; the explanation is the sum over modules (the authors re-run their pipeline
 per module — one pass gives the same maps).
 
+Modules (``explainer.modules``): name patterns over ``unet.named_modules()`` (``*`` = one dotted segment) and/or the
+shorthands ``resnets`` (the default: every resnet) and ``paper`` (the authors' set, resolved for any diffusers UNet:
+every down/up-block resnet, attention (``Transformer2DModel``) and down/upsampler, and the mid block's resnets but
+not its attention — 43 modules on SD 1.x: 22 resnets + 15 attentions + 6 samplers; 16 on the embedded Shapes model).
+Any module with a spatial output can be hooked; :meth:`DFCAM.describe` lists the resolved names for ``run.json``.
+
 Targets: ``noise_sum`` (the paper's: the guided model output summed; for ε- and v-prediction models the same map as
 the guided noise prediction summed, which differs by a positive factor) or ``similarity``: the configured
 similarity of the step's x0-prediction to the trajectory's final latent (decoded for image similarities). The
@@ -29,6 +35,10 @@ from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
 
 RESNETS = ("down_blocks.*.resnets.*", "mid_block.resnets.*", "up_blocks.*.resnets.*")
+# the authors' set: every down/up-block resnet, attention (Transformer2DModel) and sampler, the mid block's resnets
+PAPER = ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*.downsamplers.*",
+         "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*")
+MODULE_SETS = {"resnets": RESNETS, "paper": PAPER}
 TARGETS = ("noise_sum", "similarity")
 
 
@@ -66,6 +76,15 @@ def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Ten
     return x
 
 
+def resolve_modules(unet, modules: str | list[str] | tuple) -> list[str]:
+    """Names of the UNet modules matching ``modules``: name patterns and/or the shorthands ``resnets``, ``paper``."""
+    patterns = [p for m in ([modules] if isinstance(modules, str) else modules) for p in MODULE_SETS.get(m, (m,))]
+    names = [n for n, _ in unet.named_modules() if n and any(matches(n, p) for p in patterns)]
+    check(bool(names), "explainer.modules", modules, "'paper', 'resnets' or name patterns matching UNet modules, "
+                                                     "e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
+    return names
+
+
 @contextmanager
 def forward_hooks(modules: dict, store: dict):
     """Keep the tensor each module outputs (:func:`output_tensor`) in ``store[name]``; the hooks are removed on
@@ -94,17 +113,16 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 class DFCAM(Explainer):
     name = "cam"
 
-    def __init__(self, model, similarity=None, modules: list[str] | tuple = RESNETS, target: str = "noise_sum",
-                 steps=None, seed: int = 0):
+    def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "resnets",
+                 target: str = "noise_sum", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.target", target, TARGETS)
         check(target != "similarity" or similarity is not None, "explainer.target", target,
               "'noise_sum' unless a similarity is configured")
-        patterns = [modules] if isinstance(modules, str) else list(modules)
-        names = [n for n, _ in model.unet.named_modules() if n and any(matches(n, p) for p in patterns)]
-        check(bool(names), "explainer.modules", patterns,
-              "name patterns matching UNet modules, e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
-        self.module_names, self.target = names, target
+        self.module_names, self.target = resolve_modules(model.unet, modules), target
+
+    def describe(self) -> dict:
+        return {"modules": self.module_names, "target": self.target}
 
     def _target(self, out: torch.Tensor, z: torch.Tensor, trajectory, i: int) -> torch.Tensor:
         if self.target == "noise_sum":
