@@ -113,6 +113,19 @@ def test_output_tensor_unwraps_tuples_and_diffusers_outputs():
     assert output_tensor(Transformer2DModelOutput(sample=x)) is x and output_tensor(None) is None
 
 
+def test_cam_image_upsampling_is_the_authors_path(tiny, traj):
+    cam = DFCAM(tiny, modules="paper", upsample="image")
+    maps = cam.module_maps(traj, 0)
+    assert all(m.shape == (16, 16) and m.min() >= 0 and m.max() <= 1 for m in maps.values())  # 16 px images
+    total = torch.stack(list(maps.values())).sum(0)
+    expected = (total - total.min()) / (total.max() - total.min())
+    assert torch.equal(cam.explain(traj, [0])[0], expected[::2, ::2])  # nearest: each cell's top-left pixel
+    latent = DFCAM(tiny, modules="paper").explain(traj, [0])[0]
+    assert latent.shape == (8, 8) and not torch.allclose(latent / latent.max(), expected[::2, ::2])
+    with pytest.raises(UserError, match="explainer.upsample"):
+        DFCAM(tiny, upsample="pixel")
+
+
 def test_cam_removes_hooks_when_the_target_fails(tiny, traj):
     before = hook_count(tiny.unet)
     cam = DFCAM(tiny, SSIM(), target="similarity")

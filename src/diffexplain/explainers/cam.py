@@ -4,9 +4,11 @@ One forward with gradients at (z_t, t) with forward hooks on the chosen modules,
 target for all of them. Guidance is applied exactly once: the activations A of both guidance halves are combined
 with the guidance formula (u + g·(c − u)); the gradients G of the two halves are summed, because the target is
 already a function of the guided output (this equals the authors' guidance-combined gradients of the raw output
-summed over both halves). w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c), bilinearly upsampled to the latent
-grid and min-max normalised per module; the explanation is the sum over modules (the authors re-run their pipeline
-per module — one pass gives the same maps).
+summed over both halves). w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c). Each module's map is upsampled
+bilinearly and min-max normalised; the explanation is the sum over modules (the authors re-run their pipeline per
+module — one pass gives the same maps). ``explainer.upsample``: ``latent`` (default) upsamples to the latent grid
+and returns the sum (range [0, #modules]); ``image`` is the authors' path: upsample to the image size, sum,
+min-max again and nearest-resize to the latent grid (what their deletion/insertion AUC ranks).
 
 Modules (``explainer.modules``): name patterns over ``unet.named_modules()`` (``*`` = one dotted segment) and/or the
 shorthands ``resnets`` (the default: every resnet) and ``paper`` (the authors' set, resolved for any diffusers UNet:
@@ -40,6 +42,7 @@ PAPER = ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*
          "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*")
 MODULE_SETS = {"resnets": RESNETS, "paper": PAPER}
 TARGETS = ("noise_sum", "similarity")
+UPSAMPLE = ("latent", "image")
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -114,15 +117,16 @@ class DFCAM(Explainer):
     name = "cam"
 
     def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "resnets",
-                 target: str = "noise_sum", steps=None, seed: int = 0):
+                 target: str = "noise_sum", upsample: str = "latent", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.target", target, TARGETS)
+        check_in("explainer.upsample", upsample, UPSAMPLE)
         check(target != "similarity" or similarity is not None, "explainer.target", target,
               "'noise_sum' unless a similarity is configured")
-        self.module_names, self.target = resolve_modules(model.unet, modules), target
+        self.module_names, self.target, self.upsample = resolve_modules(model.unet, modules), target, upsample
 
     def describe(self) -> dict:
-        return {"modules": self.module_names, "target": self.target}
+        return {"modules": self.module_names, "target": self.target, "upsample": self.upsample}
 
     def _target(self, out: torch.Tensor, z: torch.Tensor, trajectory, i: int) -> torch.Tensor:
         if self.target == "noise_sum":
@@ -159,14 +163,20 @@ class DFCAM(Explainer):
         return inputs
 
     def module_maps(self, trajectory, i: int) -> dict[str, torch.Tensor]:
-        """Normalised Grad-CAM map [h, w] of every hooked module at step ``i``."""
-        _, h, w = trajectory.latents.shape[1:]
+        """Min-max normalised Grad-CAM map of every hooked module at step ``i``, bilinearly upsampled to the latent
+        grid [h, w] (``upsample=latent``) or the image [H, W] (``upsample=image``)."""
+        size = tuple(trajectory.latents.shape[-2:])
+        if self.upsample == "image":
+            size = tuple(s * self.model.vae_scale for s in size)
         maps = {}
         for name, (a, g) in self.cam_inputs(trajectory, i).items():
             cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
-            cam = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0]
             maps[name] = minmax(cam).cpu()
         return maps
 
     def explain_step(self, trajectory, i: int) -> torch.Tensor:
-        return torch.stack(list(self.module_maps(trajectory, i).values())).sum(0)
+        total = torch.stack(list(self.module_maps(trajectory, i).values())).sum(0)
+        if self.upsample == "latent":
+            return total
+        return F.interpolate(minmax(total)[None, None], size=tuple(trajectory.latents.shape[-2:]), mode="nearest")[0, 0]
