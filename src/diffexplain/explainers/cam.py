@@ -88,6 +88,25 @@ def resolve_modules(unet, modules: str | list[str] | tuple) -> list[str]:
     return names
 
 
+def check_target(target: str, similarity) -> None:
+    check_in("explainer.target", target, TARGETS)
+    check(target != "similarity" or similarity is not None, "explainer.target", target,
+          "'noise_sum' unless a similarity is configured")
+
+
+def step_target(model, similarity, target: str, out: torch.Tensor, z: torch.Tensor, trajectory, i: int):
+    """The scalar a gradient explainer differentiates at step ``i``, from the guided model output ``out`` at ``z``:
+    ``noise_sum`` = Σ out; ``similarity`` = similarity of the x0-prediction to the final latent (decoded first
+    for image similarities)."""
+    if target == "noise_sum":
+        return out.sum()
+    x0 = model.eps_and_x0(out, z, trajectory.timesteps[i])[1]
+    final = trajectory.latents[-1:].to(x0.device)
+    if similarity.domain == "image":
+        x0, final = model.decode_with_grad(x0), model.decode(final)
+    return similarity.to(x0.device)(x0, final).sum()
+
+
 @contextmanager
 def forward_hooks(modules: dict, store: dict):
     """Keep the tensor each module outputs (:func:`output_tensor`) in ``store[name]``; the hooks are removed on
@@ -119,23 +138,12 @@ class DFCAM(Explainer):
     def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "resnets",
                  target: str = "noise_sum", upsample: str = "latent", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
-        check_in("explainer.target", target, TARGETS)
+        check_target(target, similarity)
         check_in("explainer.upsample", upsample, UPSAMPLE)
-        check(target != "similarity" or similarity is not None, "explainer.target", target,
-              "'noise_sum' unless a similarity is configured")
         self.module_names, self.target, self.upsample = resolve_modules(model.unet, modules), target, upsample
 
     def describe(self) -> dict:
         return {"modules": self.module_names, "target": self.target, "upsample": self.upsample}
-
-    def _target(self, out: torch.Tensor, z: torch.Tensor, trajectory, i: int) -> torch.Tensor:
-        if self.target == "noise_sum":
-            return out.sum()
-        x0 = self.model.eps_and_x0(out, z, trajectory.timesteps[i])[1]
-        final = trajectory.latents[-1:].to(x0.device)
-        if self.similarity.domain == "image":
-            x0, final = self.model.decode_with_grad(x0), self.model.decode(final)
-        return self.similarity.to(x0.device)(x0, final).sum()
 
     def cam_inputs(self, trajectory, i: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per hooked module at step ``i``: (A, G), activations and gradients with guidance applied once.
@@ -149,7 +157,7 @@ class DFCAM(Explainer):
         with forward_hooks({n: modules[n] for n in self.module_names}, acts), torch.enable_grad():
             z = trajectory.latents[i: i + 1].detach().to(self.model.device, self.model.dtype).requires_grad_(True)
             out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
-            target = self._target(out, z, trajectory, i)
+            target = step_target(self.model, self.similarity, self.target, out, z, trajectory, i)
             names = [n for n in self.module_names if n in acts]
             for n in names:
                 as_grid(n, acts[n], z.shape[-2:])
