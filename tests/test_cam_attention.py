@@ -327,3 +327,17 @@ def test_grounded_shapes_model_word_relevance_peaks_inside_their_objects_in_the_
                 mask = mask_to_grid(masks[word], maps.shape[-2:])
                 hits[role] += [pointing_game(m, mask) for m in maps[:, words.index(word)]]
     assert np.mean(hits["shape"]) >= 0.9 and np.mean(hits["colour"]) >= 0.8, hits
+
+
+def test_token_role_table_keeps_raw_attention_and_relevance_apart():
+    """experiment=token_roles sweeps explainer=cross_attention,attention_relevance: one block per explainer."""
+    from diffexplain.metrics.token_roles import stage_table
+    from diffexplain.reporting.tables import row, to_frame
+    from diffexplain.runner.data import PromptItem
+
+    item = PromptItem("p-s0-x", "a red circle", 0)
+    rows = [row(item, "role_share", value, s, 999 - s, name, token="colour")
+            for name, value in (("cross_attention", 0.2), ("attention_relevance", 0.6)) for s in range(3)]
+    table = stage_table(to_frame(rows))
+    assert table.loc["cross_attention", "colour"].tolist() == pytest.approx([0.2] * 3)
+    assert table.loc["attention_relevance", "colour"].tolist() == pytest.approx([0.6] * 3)
