@@ -18,7 +18,8 @@ from diffexplain.explainers.cam import resolve_modules
 from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform
 
-PROMPTS = ["a green circle and a blue triangle", "a yellow circle and a red triangle", "a blue circle and a green square"]
+PROMPTS = ["a green circle and a blue triangle", "a yellow circle and a red triangle",
+           "a blue circle and a green square"]
 STEPS = [5, 14]
 
 

@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 
 from conftest import ROOT
 from diffexplain.explainers import (
-    DFCAM, RISE, AttentionRelevanceExplainer, CrossAttentionExplainer, GradientShapExplainer, IntegratedGradientsExplainer, LimeExplainer,
-    OcclusionExplainer, RandomExplainer,
+    DFCAM, RISE, AttentionRelevanceExplainer, CrossAttentionExplainer, GradientShapExplainer,
+    IntegratedGradientsExplainer, LimeExplainer, OcclusionExplainer, RandomExplainer,
 )
 from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform

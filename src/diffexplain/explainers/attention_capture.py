@@ -90,13 +90,17 @@ def is_cross_attention(processor_name: str) -> bool:
     return ".attn2." in processor_name
 
 
-def on_grid(p: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """Per-position token values [N, q, K] of a layer → maps [N, K, h', w'] on the layer's grid (the latent grid
-    downsampled by the layer's factor)."""
-    n, q, k = p.shape
+def grid_shape(q: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """The grid (h', w') of a layer with ``q`` positions: the latent grid downsampled by the layer's factor."""
     h, w = latent_hw
     scale = math.sqrt(h * w / q)
-    return p.transpose(1, 2).reshape(n, k, round(h / scale), round(w / scale))
+    return round(h / scale), round(w / scale)
+
+
+def on_grid(p: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """Per-position values [N, q, K] of a layer → maps [N, K, h', w'] on the layer's grid."""
+    n, q, k = p.shape
+    return p.transpose(1, 2).reshape(n, k, *grid_shape(q, latent_hw))
 
 
 class CrossAttentionRecorder:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from diffexplain.errors import check
+from diffexplain.explainers.attention_capture import grid_shape, on_grid
 from diffexplain.explainers.base import Explainer, check_in
 
 RESNETS = ("down_blocks.*.resnets.*", "mid_block.resnets.*", "up_blocks.*.resnets.*")
@@ -68,12 +69,8 @@ def output_tensor(output) -> torch.Tensor | None:
 
 def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
     """A module output as a feature map [B, C, h', w']: as is, or from a token sequence [B, h'·w', C]."""
-    if x.ndim == 3:
-        h, w = latent_hw
-        scale = math.sqrt(h * w / x.shape[1])
-        hq, wq = round(h / scale), round(w / scale)
-        if hq * wq == x.shape[1]:
-            return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], hq, wq)
+    if x.ndim == 3 and math.prod(grid_shape(x.shape[1], latent_hw)) == x.shape[1]:
+        return on_grid(x, latent_hw)
     check(x.ndim == 4, "explainer.modules", name,
           f"modules with a spatial output ([B, C, h, w] or [B, h·w, C] tokens); this one gives {list(x.shape)}")
     return x
@@ -159,7 +156,7 @@ class DFCAM(Explainer):
             out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
             target = step_target(self.model, self.similarity, self.target, out, z, trajectory, i)
             names = [n for n in self.module_names if n in acts]
-            for n in names:
+            for n in names:  # refuse a module without a spatial output before the backward
                 as_grid(n, acts[n], z.shape[-2:])
             grads = torch.autograd.grad(target, [acts[n] for n in names], allow_unused=True)
         inputs = {}
@@ -187,4 +184,5 @@ class DFCAM(Explainer):
         total = torch.stack(list(self.module_maps(trajectory, i).values())).sum(0)
         if self.upsample == "latent":
             return total
-        return F.interpolate(minmax(total)[None, None], size=tuple(trajectory.latents.shape[-2:]), mode="nearest")[0, 0]
+        latent_hw = tuple(trajectory.latents.shape[-2:])
+        return F.interpolate(minmax(total)[None, None], size=latent_hw, mode="nearest")[0, 0]
