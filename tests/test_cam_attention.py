@@ -6,8 +6,9 @@ import torch
 
 from conftest import ROOT
 from diffexplain.errors import UserError
-from diffexplain.explainers import DFCAM, CrossAttentionExplainer
+from diffexplain.explainers import DFCAM, AttentionRelevanceExplainer, CrossAttentionExplainer
 from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.explainers.cam import output_tensor, resolve_modules
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.localisation import mask_to_grid, pointing_game
 from diffexplain.models import DiffusionModel
@@ -42,6 +43,87 @@ def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
     assert torch.allclose(cam.explain(traj, [1])[0], torch.stack(list(maps.values())).sum(0))
     assert hook_count(tiny.unet) == before
     assert all(p.grad is None for p in tiny.unet.parameters())
+
+
+def test_cam_hooks_attentions_samplers_resnets_and_token_outputs_in_one_pass(tiny, traj):
+    before = hook_count(tiny.unet)
+    names = ["down_blocks.0.attentions.0", "down_blocks.0.downsamplers.0", "up_blocks.1.resnets.0",
+             "up_blocks.0.attentions.0.transformer_blocks.0.attn2"]  # the last outputs [B, h·w, C] tokens
+    cam = DFCAM(tiny, modules=names)
+    maps = cam.module_maps(traj, 0)
+    assert set(maps) == set(names)
+    for m in maps.values():
+        assert m.shape == (8, 8) and torch.isfinite(m).all() and m.max() == 1
+    assert hook_count(tiny.unet) == before
+    with pytest.raises(UserError, match="explainer.modules.*spatial"):
+        DFCAM(tiny, modules="time_embedding").explain(traj, [1])
+    assert hook_count(tiny.unet) == before
+
+
+def unet_from_config(**config):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(sample_size=8, block_out_channels=(8, 8, 16, 16)[: len(config["down_block_types"])],
+                                cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4, **config)
+
+
+def kinds(names: list[str]) -> dict[str, int]:
+    return {k: sum(f".{k}." in n for n in names) for k in ("resnets", "attentions", "downsamplers", "upsamplers")}
+
+
+def test_paper_modules_are_the_authors_43_on_sd1_and_resolve_for_other_unets():
+    sd1 = unet_from_config(layers_per_block=2, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                           up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+    names = resolve_modules(sd1, "paper")
+    assert len(names) == 43 and kinds(names) == {"resnets": 22, "attentions": 15, "downsamplers": 3, "upsamplers": 3}
+    assert "mid_block.resnets.1" in names and not any(n.startswith("mid_block.attentions") for n in names)
+    modules = dict(sd1.named_modules())
+    assert all(type(modules[n]).__name__ == "Transformer2DModel" for n in names if ".attentions." in n)
+    sdxl = unet_from_config(layers_per_block=2, transformer_layers_per_block=(1, 2, 2),
+                            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    assert kinds(resolve_modules(sdxl, "paper")) == {"resnets": 17, "attentions": 10, "downsamplers": 2,
+                                                      "upsamplers": 2}
+    assert resolve_modules(sd1, ["resnets"]) == [n for n in names if ".resnets." in n]
+    assert resolve_modules(sd1, ["paper", "mid_block.attentions.*"])[-3:] == [
+        "mid_block.attentions.0", "mid_block.resnets.0", "mid_block.resnets.1"]
+
+
+def test_paper_modules_on_the_embedded_model_and_in_describe(tiny, traj):
+    from diffusers import UNet2DConditionModel
+
+    config = UNet2DConditionModel.load_config(str(ROOT / "models" / "shapes-sd" / "unet"))
+    unet = UNet2DConditionModel.from_config(config)
+    assert set(resolve_modules(unet, "paper")) == {
+        "down_blocks.0.resnets.0", "down_blocks.0.attentions.0", "down_blocks.0.downsamplers.0",
+        "down_blocks.1.resnets.0", "down_blocks.1.attentions.0", "mid_block.resnets.0", "mid_block.resnets.1",
+        *(f"up_blocks.{b}.{kind}.{k}" for b in (0, 1) for kind in ("resnets", "attentions") for k in (0, 1)),
+        "up_blocks.0.upsamplers.0"}
+    cam = DFCAM(tiny, modules="paper")  # the tiny model has the embedded model's layout
+    assert cam.describe()["modules"] == resolve_modules(tiny.unet, "paper") and len(cam.module_names) == 16
+    assert set(cam.module_maps(traj, 0)) == set(cam.module_names)
+    assert DFCAM(tiny).describe()["modules"] == resolve_modules(tiny.unet, "resnets")
+
+
+def test_output_tensor_unwraps_tuples_and_diffusers_outputs():
+    from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+    x = torch.ones(1)
+    assert output_tensor(x) is x and output_tensor((x, (torch.zeros(1),))) is x
+    assert output_tensor(Transformer2DModelOutput(sample=x)) is x and output_tensor(None) is None
+
+
+def test_cam_image_upsampling_is_the_authors_path(tiny, traj):
+    cam = DFCAM(tiny, modules="paper", upsample="image")
+    maps = cam.module_maps(traj, 0)
+    assert all(m.shape == (16, 16) and m.min() >= 0 and m.max() <= 1 for m in maps.values())  # 16 px images
+    total = torch.stack(list(maps.values())).sum(0)
+    expected = (total - total.min()) / (total.max() - total.min())
+    assert torch.equal(cam.explain(traj, [0])[0], expected[::2, ::2])  # nearest: each cell's top-left pixel
+    latent = DFCAM(tiny, modules="paper").explain(traj, [0])[0]
+    assert latent.shape == (8, 8) and not torch.allclose(latent / latent.max(), expected[::2, ::2])
+    with pytest.raises(UserError, match="explainer.upsample"):
+        DFCAM(tiny, upsample="pixel")
 
 
 def test_cam_removes_hooks_when_the_target_fails(tiny, traj):
@@ -113,6 +195,34 @@ def test_cross_attention_explainer_gives_one_map_per_word(tiny, traj):
     assert ex.roles(PROMPT)["circle"] == "shape"
 
 
+def test_attention_relevance_gives_one_map_per_word_and_restores_processors(tiny, traj):
+    before, hooks = processors(tiny.unet), hook_count(tiny.unet)
+    ex = AttentionRelevanceExplainer(tiny)
+    maps = ex.explain(traj, [0, 3])
+    assert ex.per_token and ex.words(traj) == CrossAttentionExplainer(tiny).words(traj)
+    assert maps.shape == (2, 7, 8, 8) and torch.isfinite(maps).all() and (maps >= 0).all() and maps.sum() > 0
+    assert ex.roles(PROMPT)["circle"] == "shape" and ex.describe() == {"target": "noise_sum"}
+    sim = AttentionRelevanceExplainer(tiny, SSIM(), target="similarity").explain(traj, [1])
+    assert torch.isfinite(sim).all() and not torch.allclose(sim, ex.explain(traj, [1]))
+    assert processors(tiny.unet) == before and hook_count(tiny.unet) == hooks
+    assert all(p.grad is None for p in tiny.unet.parameters())
+    broken = AttentionRelevanceExplainer(tiny, SSIM(), target="similarity")
+    broken.similarity = None  # fails after the forward, inside the recorder
+    with pytest.raises(AttributeError):
+        broken.explain(traj, [0])
+    assert processors(tiny.unet) == before and hook_count(tiny.unet) == hooks
+    with pytest.raises(UserError, match="explainer.target"):
+        AttentionRelevanceExplainer(tiny, target="similarity")
+
+
+def test_attention_relevance_is_zero_when_the_target_ignores_the_conditional_half(tiny, traj):
+    """g = 0: the guided output is the unconditional half alone, so the text half's attention has no relevance."""
+    unguided = tiny.with_unet(tiny.unet)
+    unguided.guidance_scale = 0.0
+    assert AttentionRelevanceExplainer(unguided).explain(traj, [1]).abs().max() == 0
+    assert AttentionRelevanceExplainer(tiny).explain(traj, [1]).abs().max() > 0
+
+
 def test_sub_word_tokens_merge_into_one_word(tiny):
     spans = word_spans(tiny.pipe.tokenizer, "a purple circle")
     assert [w for w, _ in spans] == ["a", "purple", "circle"]
@@ -136,3 +246,98 @@ def test_grounded_shapes_model_shape_word_maps_peak_inside_their_objects():
             for word in prompt.split()[position::4]:
                 hits[role].append(pointing_game(maps[words.index(word)], mask_to_grid(masks[word], maps.shape[-2:])))
     assert np.mean(hits["shape"]) == 1.0 and np.mean(hits["colour"]) >= 0.8, hits
+
+
+def test_cam_applies_guidance_once_like_the_authors(tiny, traj):
+    """Our gradients (guided target, halves summed) equal the authors' (raw output summed over both halves, then
+    guidance-combined); activations are guidance-combined."""
+    cam = DFCAM(tiny)
+    ours = cam.cam_inputs(traj, 1)
+    modules, acts = dict(tiny.unet.named_modules()), {}
+    handles = [modules[n].register_forward_hook(lambda m, a, out, n=n: acts.__setitem__(n, out))
+               for n in cam.module_names]
+    try:
+        z = traj.latents[1:2].clone().requires_grad_(True)
+        raw = torch.cat(tiny.unet_halves(z, traj.timesteps[1], traj.cond))
+        grads = torch.autograd.grad(raw.sum(), [acts[n] for n in cam.module_names])
+    finally:
+        for h in handles:
+            h.remove()
+    for name, grad in zip(cam.module_names, grads):
+        a, g = ours[name]
+        authors = tiny.guide(*grad.chunk(2))
+        assert torch.allclose(g, authors, rtol=1e-3, atol=1e-5 * authors.abs().max().item())
+        assert torch.allclose(a, tiny.guide(*acts[name].detach().chunk(2)))
+
+
+class Pattern(torch.nn.Module):
+    """A feature map that is a fixed signed pattern (in both guidance halves), with a gradient path."""
+
+    def __init__(self, pattern: torch.Tensor):
+        super().__init__()
+        self.pattern = torch.nn.Parameter(pattern[None, None])
+
+    def forward(self, x):
+        return self.pattern.expand(x.shape[0], 1, *self.pattern.shape[-2:]) + 0 * x[:, :1]
+
+
+class UncondOnly(torch.nn.Module):
+    """A two-half toy UNet: only the unconditional half's feature reaches the output (negated); the text half's
+    output is constant. With g > 1 a larger unconditional feature *raises* the guided output (1 − g)·u + g·c."""
+
+    def __init__(self, pattern: torch.Tensor):
+        super().__init__()
+        self.feat = Pattern(pattern)
+
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def forward(self, x, t, encoder_hidden_states=None, return_dict=False):
+        a = self.feat(x)
+        return (torch.cat([-a[:1].expand_as(x[:1]), torch.zeros_like(x[1:])]),)
+
+
+def test_cam_shows_a_signal_carried_by_the_unconditional_half_alone_with_the_right_sign(tiny, traj):
+    blob = torch.zeros(8, 8, dtype=torch.bool)
+    blob[2:5, 3:6] = True
+    toy = tiny.with_unet(UncondOnly(blob.float() - 0.5))
+    assert toy.guidance_scale > 1
+    cam = DFCAM(toy, modules="feat").explain(traj, [0])[0]
+    # correct: G = (g − 1)·4 > 0 on the pattern, map ∝ ReLU(pattern) = the blob; guidance applied twice flips the
+    # sign of G ((1 − g)·(g − 1)·4 < 0) and shows the complement instead
+    assert cam[blob].min() > 0.99 and cam[~blob].max() == 0
+
+
+def test_grounded_shapes_model_word_relevance_peaks_inside_their_objects_in_the_late_steps():
+    """Gradient × attention relevance on the model trained to ground its cross-attention: each word's relevance
+    peaks inside its own object in the late steps (measured on these prompts: shape 1.0, 1.0, 1.0, 0.83, 0.83 and
+    colour 1.0, 1.0, 0.83, 0.83, 0.83 at steps 15–19; a shifted token or a wrong half would point at the other
+    object)."""
+    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd-grounded"), scheduler="dpm_solver",
+                                           guidance_scale=5.0)
+    explainer = AttentionRelevanceExplainer(model)
+    hits = {"colour": [], "shape": []}
+    for seed, prompt in enumerate(["a red circle and a blue triangle", "a yellow square and a green circle",
+                                   "a blue triangle and a red square"]):
+        traj = model.generate(prompt, seed, Uniform(20))
+        maps = explainer.explain(traj, [15, 16, 17, 18, 19])
+        image = model.decode(traj.latents[-1:])[0].permute(1, 2, 0).numpy()
+        masks, words = segment(image, prompt), explainer.words(traj)
+        for role, position in (("colour", 1), ("shape", 2)):
+            for word in prompt.split()[position::4]:
+                mask = mask_to_grid(masks[word], maps.shape[-2:])
+                hits[role] += [pointing_game(m, mask) for m in maps[:, words.index(word)]]
+    assert np.mean(hits["shape"]) >= 0.9 and np.mean(hits["colour"]) >= 0.8, hits
+
+
+def test_token_role_table_keeps_raw_attention_and_relevance_apart():
+    """experiment=token_roles sweeps explainer=cross_attention,attention_relevance: one block per explainer."""
+    from diffexplain.metrics.token_roles import stage_table
+    from diffexplain.reporting.tables import row, to_frame
+    from diffexplain.runner.data import PromptItem
+
+    item = PromptItem("p-s0-x", "a red circle", 0)
+    rows = [row(item, "role_share", value, s, 999 - s, name, token="colour")
+            for name, value in (("cross_attention", 0.2), ("attention_relevance", 0.6)) for s in range(3)]
+    table = stage_table(to_frame(rows))
+    assert table.loc["cross_attention", "colour"].tolist() == pytest.approx([0.2] * 3)
+    assert table.loc["attention_relevance", "colour"].tolist() == pytest.approx([0.6] * 3)

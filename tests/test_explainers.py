@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 
 from conftest import ROOT
 from diffexplain.explainers import (
-    DFCAM, RISE, CrossAttentionExplainer, GradientShapExplainer, IntegratedGradientsExplainer, LimeExplainer,
-    OcclusionExplainer, RandomExplainer,
+    DFCAM, RISE, AttentionRelevanceExplainer, CrossAttentionExplainer, GradientShapExplainer,
+    IntegratedGradientsExplainer, LimeExplainer, OcclusionExplainer, RandomExplainer,
 )
 from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform
@@ -21,6 +21,7 @@ EXPLAINERS = {  # small settings: the contract, not the quality
     "rise": lambda m, s, seed: RISE(m, s, n_masks=8, batch_size=4, seed=seed),
     "cam": lambda m, s, seed: DFCAM(m, seed=seed),
     "cross_attention": lambda m, s, seed: CrossAttentionExplainer(m, seed=seed),
+    "attention_relevance": lambda m, s, seed: AttentionRelevanceExplainer(m, seed=seed),
     "integrated_gradients": lambda m, s, seed: IntegratedGradientsExplainer(m, s, n_steps=3, seed=seed),
     "gradient_shap": lambda m, s, seed: GradientShapExplainer(m, s, n_samples=3, seed=seed),
     "occlusion": lambda m, s, seed: OcclusionExplainer(m, s, window=4, stride=4, seed=seed),

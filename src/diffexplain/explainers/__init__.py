@@ -1,5 +1,6 @@
 """Explainers: one class per method on one interface (:class:`~diffexplain.explainers.base.Explainer`)."""
 
+from diffexplain.explainers.attention_relevance import AttentionRelevanceExplainer
 from diffexplain.explainers.base import Explainer
 from diffexplain.explainers.cam import DFCAM
 from diffexplain.explainers.captum_base import CaptumExplainer, StepOutcome
@@ -11,5 +12,6 @@ from diffexplain.explainers.occlusion import OcclusionExplainer
 from diffexplain.explainers.random import RandomExplainer
 from diffexplain.explainers.rise import RISE
 
-__all__ = ["DFCAM", "RISE", "CaptumExplainer", "CrossAttentionExplainer", "Explainer", "GradientShapExplainer",
-           "IntegratedGradientsExplainer", "LimeExplainer", "OcclusionExplainer", "RandomExplainer", "StepOutcome"]
+__all__ = ["DFCAM", "RISE", "AttentionRelevanceExplainer", "CaptumExplainer", "CrossAttentionExplainer", "Explainer",
+           "GradientShapExplainer", "IntegratedGradientsExplainer", "LimeExplainer", "OcclusionExplainer",
+           "RandomExplainer", "StepOutcome"]

@@ -3,7 +3,9 @@
 ``with CrossAttentionRecorder(unet, latent_hw) as rec:`` swaps every cross-attention (``attn2``) processor for a
 recording one; each UNet forward inside the block appends one :class:`AttentionCall` to ``rec.calls`` holding the
 conditional half's probabilities, averaged over heads, upsampled to the latent grid and summed over layers.
-On exit — also on error — the original processors are back and the hook that separates calls is removed.
+With ``attached=True`` each call also keeps every layer's raw probabilities [B·heads, q, K], still attached to the
+autograd graph (``AttentionCall.probs``), for gradient-based relevance. On exit — also on error — the original
+processors are back and the hook that separates calls is removed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class AttentionCall:
     sums: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # (h', w') → [N, K, h', w']
     mass: torch.Tensor | None = None  # [N, K]: Σ over layers of the mean (over positions) probability per token
     layers: list[str] = field(default_factory=list)
+    probs: dict[str, tuple[torch.Tensor, int]] = field(default_factory=dict)  # attached: layer → (probs, heads)
 
     def add(self, name: str, maps: torch.Tensor, mass: torch.Tensor) -> None:
         hw = tuple(maps.shape[-2:])
@@ -87,11 +90,24 @@ def is_cross_attention(processor_name: str) -> bool:
     return ".attn2." in processor_name
 
 
+def grid_shape(q: int, latent_hw: tuple[int, int]) -> tuple[int, int]:
+    """The grid (h', w') of a layer with ``q`` positions: the latent grid downsampled by the layer's factor."""
+    h, w = latent_hw
+    scale = math.sqrt(h * w / q)
+    return round(h / scale), round(w / scale)
+
+
+def on_grid(p: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """Per-position values [N, q, K] of a layer → maps [N, K, h', w'] on the layer's grid."""
+    n, q, k = p.shape
+    return p.transpose(1, 2).reshape(n, k, *grid_shape(q, latent_hw))
+
+
 class CrossAttentionRecorder:
     """Context manager recording cross-attention of every UNet forward inside it (see module docstring)."""
 
-    def __init__(self, unet, latent_hw: tuple[int, int]):
-        self.unet, self.latent_hw = unet, tuple(latent_hw)
+    def __init__(self, unet, latent_hw: tuple[int, int], attached: bool = False):
+        self.unet, self.latent_hw, self.attached = unet, tuple(latent_hw), attached
         self.calls: list[AttentionCall] = []
         self._original = None
         self._hook = None
@@ -116,13 +132,12 @@ class CrossAttentionRecorder:
             self.unet.set_attn_processor(self._original)
             self._original = None
 
-    @torch.no_grad()
     def record(self, name: str, probs: torch.Tensor, heads: int) -> None:
-        """Keep the conditional half of [B·heads, q, K] probabilities, head-averaged, on the latent grid."""
-        b = probs.shape[0] // heads
-        p = probs.detach().float().view(b, heads, *probs.shape[1:]).mean(1)[b // 2:]  # [N, q, K]
-        n, q, k = p.shape
-        h, w = self.latent_hw
-        scale = math.sqrt(h * w / q)
-        hq, wq = round(h / scale), round(w / scale)
-        self.calls[-1].add(name, p.transpose(1, 2).reshape(n, k, hq, wq), p.mean(1))
+        """Keep the conditional half of [B·heads, q, K] probabilities, head-averaged, on the layer's grid (and the
+        raw probabilities themselves when ``attached``)."""
+        if self.attached:
+            self.calls[-1].probs[name] = (probs, heads)
+        with torch.no_grad():
+            b = probs.shape[0] // heads
+            p = probs.detach().float().view(b, heads, *probs.shape[1:]).mean(1)[b // 2:]  # [N, q, K]
+            self.calls[-1].add(name, on_grid(p, self.latent_hw), p.mean(1))

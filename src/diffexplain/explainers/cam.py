@@ -1,12 +1,23 @@
 """``explainer=cam``: DF-CAM — Grad-CAM on UNet modules at one denoising step (Park et al., 2024).
 
 One forward with gradients at (z_t, t) with forward hooks on the chosen modules, one ``autograd.grad`` of the
-target for all of them. Activations A and gradients G of both guidance halves are combined with the guidance
-formula (u + g·(c − u)); w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c), bilinearly upsampled to the latent
-grid and min-max normalised per module; the explanation is the sum over modules (the paper sums 43 resnets,
-re-running its pipeline per module — one pass gives the same maps).
+target for all of them. Guidance is applied exactly once: the activations A of both guidance halves are combined
+with the guidance formula (u + g·(c − u)); the gradients G of the two halves are summed, because the target is
+already a function of the guided output (this equals the authors' guidance-combined gradients of the raw output
+summed over both halves). w_c = spatial mean of G_c; map = ReLU(Σ_c w_c A_c). Each module's map is upsampled
+bilinearly and min-max normalised; the explanation is the sum over modules (the authors re-run their pipeline per
+module — one pass gives the same maps). ``explainer.upsample``: ``latent`` (default) upsamples to the latent grid
+and returns the sum (range [0, #modules]); ``image`` is the authors' path: upsample to the image size, sum,
+min-max again and nearest-resize to the latent grid (what their deletion/insertion AUC ranks).
 
-Targets: ``noise_sum`` (the paper: the sum of the guided noise prediction) or ``similarity``: the configured
+Modules (``explainer.modules``): name patterns over ``unet.named_modules()`` (``*`` = one dotted segment) and/or the
+shorthands ``resnets`` (the default: every resnet) and ``paper`` (the authors' set, resolved for any diffusers UNet:
+every down/up-block resnet, attention (``Transformer2DModel``) and down/upsampler, and the mid block's resnets but
+not its attention — 43 modules on SD 1.x: 22 resnets + 15 attentions + 6 samplers; 16 on the embedded Shapes model).
+Any module with a spatial output can be hooked; :meth:`DFCAM.describe` lists the resolved names for ``run.json``.
+
+Targets: ``noise_sum`` (the paper's: the guided model output summed; for ε- and v-prediction models the same map as
+the guided noise prediction summed, which differs by a positive factor) or ``similarity``: the configured
 similarity of the step's x0-prediction to the trajectory's final latent (decoded for image similarities). The
 similarity to the *unperturbed* outcome itself is not offered: at the unperturbed input it sits at its maximum,
 so its gradient — all Grad-CAM uses — vanishes.
@@ -15,16 +26,24 @@ so its gradient — all Grad-CAM uses — vanishes.
 from __future__ import annotations
 
 import fnmatch
+import math
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
 from diffexplain.errors import check
+from diffexplain.explainers.attention_capture import grid_shape, on_grid
 from diffexplain.explainers.base import Explainer, check_in
 
 RESNETS = ("down_blocks.*.resnets.*", "mid_block.resnets.*", "up_blocks.*.resnets.*")
+# the authors' set: every down/up-block resnet, attention (Transformer2DModel) and sampler, the mid block's resnets
+PAPER = ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*.downsamplers.*",
+         "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*")
+MODULE_SETS = {"resnets": RESNETS, "paper": PAPER}
 TARGETS = ("noise_sum", "similarity")
+UPSAMPLE = ("latent", "image")
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -33,23 +52,76 @@ def matches(name: str, pattern: str) -> bool:
     return len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats))
 
 
+def output_tensor(output) -> torch.Tensor | None:
+    """The tensor a module hands on: its output, or the first tensor in a tuple or a diffusers ``BaseOutput``
+    (``Transformer2DModel`` returns ``(sample,)`` inside UNet blocks, an output object otherwise)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        for item in output:
+            tensor = output_tensor(item)
+            if tensor is not None:
+                return tensor
+    return None
+
+
+def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
+    """A module output as a feature map [B, C, h', w']: as is, or from a token sequence [B, h'·w', C]."""
+    if x.ndim == 3 and math.prod(grid_shape(x.shape[1], latent_hw)) == x.shape[1]:
+        return on_grid(x, latent_hw)
+    check(x.ndim == 4, "explainer.modules", name,
+          f"modules with a spatial output ([B, C, h, w] or [B, h·w, C] tokens); this one gives {list(x.shape)}")
+    return x
+
+
+def resolve_modules(unet, modules: str | list[str] | tuple) -> list[str]:
+    """Names of the UNet modules matching ``modules``: name patterns and/or the shorthands ``resnets``, ``paper``."""
+    patterns = [p for m in ([modules] if isinstance(modules, str) else modules) for p in MODULE_SETS.get(m, (m,))]
+    names = [n for n, _ in unet.named_modules() if n and any(matches(n, p) for p in patterns)]
+    check(bool(names), "explainer.modules", modules, "'paper', 'resnets' or name patterns matching UNet modules, "
+                                                     "e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
+    return names
+
+
+def check_target(target: str, similarity) -> None:
+    check_in("explainer.target", target, TARGETS)
+    check(target != "similarity" or similarity is not None, "explainer.target", target,
+          "'noise_sum' unless a similarity is configured")
+
+
+def step_target(model, similarity, target: str, out: torch.Tensor, z: torch.Tensor, trajectory, i: int):
+    """The scalar a gradient explainer differentiates at step ``i``, from the guided model output ``out`` at ``z``:
+    ``noise_sum`` = Σ out; ``similarity`` = similarity of the x0-prediction to the final latent (decoded first
+    for image similarities)."""
+    if target == "noise_sum":
+        return out.sum()
+    x0 = model.eps_and_x0(out, z, trajectory.timesteps[i])[1]
+    final = trajectory.latents[-1:].to(x0.device)
+    if similarity.domain == "image":
+        x0, final = model.decode_with_grad(x0), model.decode(final)
+    return similarity.to(x0.device)(x0, final).sum()
+
+
 @contextmanager
 def forward_hooks(modules: dict, store: dict):
-    """Keep each module's output in ``store[name]``; the hooks are removed on exit, also on error."""
+    """Keep the tensor each module outputs (:func:`output_tensor`) in ``store[name]``; the hooks are removed on
+    exit, also on error."""
+
+    def keep(name, output):
+        tensor = output_tensor(output)
+        if tensor is not None:
+            store[name] = tensor
+
     handles = []
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(lambda m, args, out, name=name: store.__setitem__(name, out)))
+            handles.append(module.register_forward_hook(lambda m, args, out, name=name: keep(name, out)))
         yield store
     finally:
         for h in handles:
             h.remove()
-
-
-def guided(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """Combine [uncond; cond] halves of a batch of 2 with the guidance formula."""
-    u, c = x.chunk(2)
-    return u + scale * (c - u)
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
@@ -60,47 +132,57 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 class DFCAM(Explainer):
     name = "cam"
 
-    def __init__(self, model, similarity=None, modules: list[str] | tuple = RESNETS, target: str = "noise_sum",
-                 steps=None, seed: int = 0):
+    def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "resnets",
+                 target: str = "noise_sum", upsample: str = "latent", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
-        check_in("explainer.target", target, TARGETS)
-        check(target != "similarity" or similarity is not None, "explainer.target", target,
-              "'noise_sum' unless a similarity is configured")
-        patterns = [modules] if isinstance(modules, str) else list(modules)
-        names = [n for n, _ in model.unet.named_modules() if n and any(matches(n, p) for p in patterns)]
-        check(bool(names), "explainer.modules", patterns,
-              "name patterns matching UNet modules, e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
-        self.module_names, self.target = names, target
+        check_target(target, similarity)
+        check_in("explainer.upsample", upsample, UPSAMPLE)
+        self.module_names, self.target, self.upsample = resolve_modules(model.unet, modules), target, upsample
 
-    def _target(self, out: torch.Tensor, z: torch.Tensor, trajectory, i: int) -> torch.Tensor:
-        if self.target == "noise_sum":
-            return self.model.eps_and_x0(out, z, trajectory.timesteps[i])[0].sum()
-        x0 = self.model.eps_and_x0(out, z, trajectory.timesteps[i])[1]
-        final = trajectory.latents[-1:].to(x0.device)
-        if self.similarity.domain == "image":
-            x0, final = self.model.decode_with_grad(x0), self.model.decode(final)
-        return self.similarity.to(x0.device)(x0, final).sum()
+    def describe(self) -> dict:
+        return {"modules": self.module_names, "target": self.target, "upsample": self.upsample}
 
-    def module_maps(self, trajectory, i: int) -> dict[str, torch.Tensor]:
-        """Normalised Grad-CAM map [h, w] of every hooked module at step ``i``."""
+    def cam_inputs(self, trajectory, i: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per hooked module at step ``i``: (A, G), activations and gradients with guidance applied once.
+
+        The target is a function of the guided output, so its gradient already carries the guidance weights:
+        G = G_u + G_c = (1 − g)·∂Σu/∂A_u + g·∂Σc/∂A_c — the authors' guidance-combined gradient of the raw output
+        summed over both halves. Activations are combined with the guidance formula.
+        """
         modules = dict(self.model.unet.named_modules())
-        _, h, w = trajectory.latents.shape[1:]
         acts: dict[str, torch.Tensor] = {}
         with forward_hooks({n: modules[n] for n in self.module_names}, acts), torch.enable_grad():
-            z = trajectory.latents[i: i + 1].detach().to(self.model.device)
-            out = self.model.unet_output(z, trajectory.timesteps[i], trajectory.cond)
-            target = self._target(out, z, trajectory, i)
+            z = trajectory.latents[i: i + 1].detach().to(self.model.device, self.model.dtype).requires_grad_(True)
+            out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
+            target = step_target(self.model, self.similarity, self.target, out, z, trajectory, i)
             names = [n for n in self.module_names if n in acts]
+            for n in names:  # refuse a module without a spatial output before the backward
+                as_grid(n, acts[n], z.shape[-2:])
             grads = torch.autograd.grad(target, [acts[n] for n in names], allow_unused=True)
-        maps = {}
-        g_scale = self.model.guidance_scale
+        inputs = {}
         for name, grad in zip(names, grads):
-            a = guided(acts[name].detach().float(), g_scale)
-            g = torch.zeros_like(a) if grad is None else guided(grad.float(), g_scale)
+            a = as_grid(name, acts[name].detach().float(), z.shape[-2:])
+            g = torch.zeros_like(a) if grad is None else as_grid(name, grad.float(), z.shape[-2:])
+            g_uncond, g_text = g.chunk(2)
+            inputs[name] = (self.model.guide(*a.chunk(2)), g_uncond + g_text)
+        return inputs
+
+    def module_maps(self, trajectory, i: int) -> dict[str, torch.Tensor]:
+        """Min-max normalised Grad-CAM map of every hooked module at step ``i``, bilinearly upsampled to the latent
+        grid [h, w] (``upsample=latent``) or the image [H, W] (``upsample=image``)."""
+        size = tuple(trajectory.latents.shape[-2:])
+        if self.upsample == "image":
+            size = tuple(s * self.model.vae_scale for s in size)
+        maps = {}
+        for name, (a, g) in self.cam_inputs(trajectory, i).items():
             cam = F.relu((g.mean(dim=(2, 3), keepdim=True) * a).sum(1, keepdim=True))
-            cam = F.interpolate(cam, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            cam = F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[0, 0]
             maps[name] = minmax(cam).cpu()
         return maps
 
     def explain_step(self, trajectory, i: int) -> torch.Tensor:
-        return torch.stack(list(self.module_maps(trajectory, i).values())).sum(0)
+        total = torch.stack(list(self.module_maps(trajectory, i).values())).sum(0)
+        if self.upsample == "latent":
+            return total
+        latent_hw = tuple(trajectory.latents.shape[-2:])
+        return F.interpolate(minmax(total)[None, None], size=latent_hw, mode="nearest")[0, 0]

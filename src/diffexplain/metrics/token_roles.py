@@ -56,10 +56,11 @@ def roles_for(prompt: str, tagged: dict[str, dict[str, str]]) -> dict[str, str] 
 def stage_table(results: pd.DataFrame, stages: int = 3) -> pd.DataFrame:
     """Mean role share per schedule stage (early / middle / late thirds of the steps) from ``role_share`` rows.
 
-    ``results`` may hold several jobs (e.g. a schedule sweep) told apart by a ``schedule`` column.
+    ``results`` may hold several jobs (e.g. a schedule sweep) told apart by a ``schedule`` column; several
+    explainers (raw attention vs relevance) get one block each.
     """
     df = results[results.metric == "role_share"].copy()
-    group = ["schedule"] if "schedule" in df else []
+    group = (["explainer"] if df.explainer.nunique() > 1 else []) + (["schedule"] if "schedule" in df else [])
     n = df.groupby(group + ["prompt_id"])["step_index"].transform("max") + 1
     names = ["early", "middle", "late"] if stages == 3 else [f"stage{k}" for k in range(stages)]
     df["stage"] = pd.Categorical([names[min(int(s * stages // m), stages - 1)] for s, m in zip(df.step_index, n)],
