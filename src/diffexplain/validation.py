@@ -34,8 +34,11 @@ def _is_number(v) -> bool:
 
 
 def integer(lo: int | None = None, hi: int | None = None, null: bool = False) -> Rule:
-    parts = ["an integer"] + ([f">= {lo}"] if lo is not None else []) + ([f"<= {hi}"] if hi is not None else [])
-    allowed = " ".join(parts) + (" or null" if null else "")
+    if lo is not None and hi is not None:
+        allowed = f"an integer in [{lo}, {hi}]"
+    else:
+        allowed = "an integer" + (f" >= {lo}" if lo is not None else "") + (f" <= {hi}" if hi is not None else "")
+    allowed += " or null" if null else ""
 
     def rule(key, v):
         if v is None and null:
@@ -176,7 +179,10 @@ SPECS: dict[str, dict] = {
         "p": number(0, 1, open_lo=True, open_hi=True, allowed="a probability in (0, 1)"), "batch_size": integer(1),
         "target": choice("paper", "next_latent", "x0", "final"), "score": choice("scalar", "map"), **EXPLAINER_COMMON},
     "diffexplain.explainers.DFCAM": {"modules": str_list(single=True), "target": choice("noise_sum", "similarity"),
-                                     **EXPLAINER_COMMON},
+                                     "upsample": choice("latent", "image"), **EXPLAINER_COMMON},
+    "diffexplain.explainers.AttentionRelevanceExplainer": {
+        "target": choice("noise_sum", "similarity"),
+        "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
     "diffexplain.explainers.CrossAttentionExplainer": {
         "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
     "diffexplain.explainers.IntegratedGradientsExplainer": {
