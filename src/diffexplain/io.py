@@ -1,7 +1,7 @@
 """Files: atomic writes (a reader never sees a half-written output, a crash never leaves one), streamed npz archives,
 image files, and :func:`load_run`, the one reader of a job's output directory.
 
-Everything is a data format — parquet, npz (read with ``allow_pickle=False``), JSON, WebP — never a pickle.
+Everything is a data format — parquet, npz of numeric arrays, JSON, WebP: reading an output never runs code.
 """
 
 from __future__ import annotations
@@ -62,8 +62,11 @@ class NpzWriter:
         return self
 
     def add(self, key: str, array: np.ndarray) -> None:
+        array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{key}: only numeric arrays are stored, not {array.dtype}")
         with self._zip.open(f"{key}.npy", "w", force_zip64=True) as f:
-            np.lib.format.write_array(f, np.asarray(array), allow_pickle=False)
+            np.lib.format.write_array(f, array)
 
     def __exit__(self, *exc) -> None:
         self._zip.close()
@@ -77,8 +80,8 @@ def write_npz(path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
-    """Every array of an npz file (no pickles)."""
-    with np.load(path, allow_pickle=False) as data:
+    """Every array of an npz file (numpy refuses object arrays by default: nothing is deserialised as code)."""
+    with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -149,7 +152,7 @@ class Run:
     def heatmaps(self) -> Mapping[str, np.ndarray]:
         if self._heatmaps is None:
             path = self.path / "heatmaps.npz"
-            self._heatmaps = np.load(path, allow_pickle=False) if path.is_file() else {}
+            self._heatmaps = np.load(path) if path.is_file() else {}
         return self._heatmaps
 
     @property

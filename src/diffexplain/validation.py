@@ -309,8 +309,23 @@ def validate(cfg: DictConfig) -> None:
             check_output_dir(out)
 
 
+def check_devices(runner: dict | None) -> None:
+    """A GPU runner needs visible GPUs (enough of them for an integer ``devices``)."""
+    if not runner or runner.get("accelerator") not in ("gpu", "cuda"):
+        return
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    check(visible > 0, "runner.accelerator", runner["accelerator"],
+          "a CUDA GPU, and none is visible here (torch.cuda.is_available() is False); use runner=cpu")
+    devices = runner.get("devices")
+    check(not _is_int(devices) or devices <= visible, "runner.devices", devices,
+          f"at most the {visible} visible GPU(s), or 'auto'")
+
+
 def cross_checks(nodes: dict) -> None:
     """Rules that span config groups."""
+    check_devices(nodes.get("runner"))
     explainer, schedule, similarity = nodes.get("explainer"), nodes.get("schedule"), nodes.get("similarity")
     n = num_steps(schedule)
     if explainer and n:

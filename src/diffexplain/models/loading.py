@@ -22,6 +22,11 @@ def load_pipeline(path_or_hub_id: str, dtype: str = "float32", device: str | tor
 
     Extra keyword arguments go to ``from_pretrained`` (e.g. ``safety_checker=None`` for SD 1.x).
     """
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()  # loading bars for a handful of components are noise
+    transformers.utils.logging.disable_progress_bar()
     torch_dtype_ = torch_dtype(dtype)
     local = os.path.isdir(path_or_hub_id)
     try:

@@ -102,23 +102,31 @@ class OutputWriter(L.Callback):
 
     def _finished_shards(self, destructive: bool) -> set[str]:
         done = set()
-        wanted = {it.item_id for it in self.items}
-        for item_id in sorted(wanted):
+        for item_id in sorted({it.item_id for it in self.items}):
             shard = self.partial / item_id
             if not shard.exists():
                 continue
-            try:
-                meta = io.read_json(shard / "meta.json")
-                ok = meta.get("fingerprint") == self.fingerprint and (shard / "rows.parquet").is_file()
-            except (OSError, ValueError) as e:
-                ok, meta = False, {"error": f"{type(e).__name__}"}
-            if ok:
+            problem = self._shard_problem(shard)
+            if problem is None:
                 done.add(item_id)
             elif destructive:
-                log.warning("saved item %s is incomplete or unreadable (%s); recomputing it", item_id,
-                            meta.get("error", "fingerprint or files missing"))
+                log.warning("saved item %s is unusable (%s); recomputing it", item_id, problem)
                 shutil.rmtree(shard, ignore_errors=True)
         return done
+
+    def _shard_problem(self, shard: Path) -> str | None:
+        """Why a shard cannot be used (None if it can): unfinished, another config, or unreadable files."""
+        try:
+            meta = io.read_json(shard / "meta.json")
+            if meta.get("fingerprint") != self.fingerprint:
+                return "saved with another config"
+            pq.read_metadata(shard / "rows.parquet")
+            io.read_npz(shard / "heatmaps.npz")
+        except FileNotFoundError as e:
+            return f"{Path(e.filename).name} missing"
+        except Exception as e:  # noqa: BLE001  (any unreadable file means: recompute)
+            return f"{type(e).__name__}: {shorten(str(e), 80)}"
+        return None
 
     # -- one item ---------------------------------------------------------------------------------
     def save(self, out: ItemOutput) -> None:
@@ -172,7 +180,7 @@ class OutputWriter(L.Callback):
                     meta = io.read_json(shard / "meta.json")
                     rows = to_frame(pd.read_parquet(shard / "rows.parquet"), self.pipeline.columns)
                     parquet.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
-                    with np.load(shard / "heatmaps.npz", allow_pickle=False) as maps:
+                    with np.load(shard / "heatmaps.npz") as maps:
                         for key in maps.files:
                             npz.add(key, maps[key])
                     self._link_images(shard / "images")
