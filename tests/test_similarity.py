@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.ndimage
 import torch
 from hydra.utils import instantiate
 from hydra import compose, initialize_config_dir
@@ -227,8 +228,13 @@ def test_random_features_are_seeded_without_the_global_rng():
 
 def test_invalid_parameters():
     with pytest.raises(UserError, match="kernel_size"):
-        SSIM(kernel_size=15)
+        SSIM(kernel_size=15)  # torchmetrics would silently use 11 taps for sigma 1.5
     SSIM(kernel_size=15, sigma=2.0)
+    for bad in (4, 0, 2.5):
+        with pytest.raises(UserError, match="similarity.kernel_size"):
+            Structure(kernel_size=bad)
+    with pytest.raises(UserError, match="similarity.kernel_size"):  # reflect padding needs a window under 2*side
+        Structure(kernel_size=15)(torch.zeros(1, 1, 6, 6), torch.zeros(1, 1, 6, 6))
     with pytest.raises(UserError, match="data_range"):
         Structure(data_range=0.0)
     with pytest.raises(UserError, match="scale"):
@@ -254,3 +260,123 @@ def test_fid_default_features_are_the_shapes_classifier():
     assert isinstance(fid.feature_net, ClassifierFeatures)
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(fid(x, x), torch.ones(2), atol=1e-4) and (fid(x, x.flip(0)) < 1).all()
+
+
+# -- the authors' variant (X-Diffusion ssim.py) -----------------------------------------------------------------
+
+
+def reference_maps(a: torch.Tensor, b: torch.Tensor, kernel_size: int, sigma: float, L: float, mode: str, variant: str) -> dict:
+    """A straightforward float64 re-implementation with scipy.ndimage.correlate, one channel at a time.
+
+    ``mode``: "constant" (zero padding, the authors) or "mirror" (torch's reflect).  Returns channel-mean maps
+    [B, H, W] of the structure term and (authors) the full SSIM formula.
+    """
+    x = np.arange(kernel_size) - kernel_size // 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    window = np.outer(g / g.sum(), g / g.sum())
+    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    c3 = c2 / 2
+    maps: dict[str, list] = {"structure": [], "ssim": []}
+    for ai, bi in zip(a.double().numpy(), b.double().numpy()):
+        per_channel: dict[str, list] = {"structure": [], "ssim": []}
+        for x1, x2 in zip(ai, bi):
+            f = lambda img: scipy.ndimage.correlate(img, window, mode=mode, cval=0.0)  # noqa: E731
+            mu1, mu2 = f(x1), f(x2)
+            v1, v2, v12 = f(x1 * x1) - mu1**2, f(x2 * x2) - mu2**2, f(x1 * x2) - mu1 * mu2
+            if variant == "authors":
+                per_channel["structure"].append((2 * v12 + c3) / (np.sqrt(v1) * np.sqrt(v2) + c3))
+                per_channel["ssim"].append((2 * mu1 * mu2 + c1) * (2 * v12 + c2) / ((mu1**2 + mu2**2 + c1) * (v1 + v2 + c2)))
+            else:
+                per_channel["structure"].append((v12 + c3) / (np.sqrt(np.clip(v1, 0, None) * np.clip(v2, 0, None)) + c3))
+        for name, values in per_channel.items():
+            if values:
+                maps[name].append(np.mean(values, axis=0))
+    return {name: torch.from_numpy(np.stack(v)) for name, v in maps.items() if v}
+
+
+def test_authors_structure_by_hand():
+    """A unit impulse a at the centre of a 3x3 image and b = -a/2, a 3-tap window, sigma 1.5, zero padding.
+
+    1-D weights (w, 1, w) / (1 + 2w) with w = exp(-1/4.5) = 0.800737; pixel (i, j)'s window sees the impulse with
+    weight m = g_i g_j: 0.147761 at the centre, 0.118318 on the edges, 0.094742 in the corners.  There
+    mu_a = m, var_a = m - m^2 =: v, mu_b = -m/2, var_b = v/4, cov = -v/2, so the authors' term is
+    s = (2 cov + C3) / (sqrt(var_a) sqrt(var_b) + C3) = (-v + C3) / (v/2 + C3), C3 = 0.03^2 / 2 = 0.00045.
+    """
+    a = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    a[0, 0, 1, 1] = 1.0
+    b = -a / 2
+    m = torch.tensor([[0.094742, 0.118318, 0.094742], [0.118318, 0.147761, 0.118318], [0.094742, 0.118318, 0.094742]], dtype=torch.float64)
+    v = m - m**2
+    expected = (-v + 0.00045) / (v / 2 + 0.00045)
+    got = Structure(variant="authors", kernel_size=3).map(a, b)[0]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert got[1, 1].item() == pytest.approx(-1.97871, abs=1e-4)  # -0.125478 / 0.063414: the factor 2 shows
+    textbook = Structure(kernel_size=3, data_range=1.0).map(a, b)[0]
+    assert textbook.min() >= -1 - 1e-9  # the textbook term stays in [-1, 1]
+
+
+@pytest.mark.parametrize("kernel_size, sigma, data_range", [(15, 1.5, None), (11, 2.0, 2.0), (5, 1.0, None)])
+def test_authors_variant_matches_a_reference(kernel_size, sigma, data_range):
+    a = 0.8 * noise((2, 4, 16, 16), 12) + 0.3
+    b = torch.cat((a[:1] + noise((1, 4, 16, 16), 13, 0.3), noise((1, 4, 16, 16), 14)))
+    ref = reference_maps(a, b, kernel_size, sigma, data_range or 1.0, "constant", "authors")
+    kwargs = dict(kernel_size=kernel_size, sigma=sigma, data_range=data_range, variant="authors")
+    for cls, name in [(Structure, "structure"), (Contrast, "structure"), (SSIM, "ssim")]:
+        s = cls(**kwargs)
+        torch.testing.assert_close(s.map(a.double(), b.double()), ref[name], atol=1e-10, rtol=0)
+        torch.testing.assert_close(s.map(a, b), ref[name].float(), atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(s(a, b), ref[name].float().mean((1, 2)), atol=2e-5, rtol=1e-5)
+        assert s.map(a, b[:1]).shape == (2, 16, 16)  # broadcast as the other forms
+
+
+def test_textbook_terms_honour_the_kernel_size():
+    a = smooth(batch=2, size=20)
+    b = (a + noise(a.shape, 15, 0.2)).clamp(0, 1)
+    for k in (15, 11, 7):
+        ref = reference_maps(a, b, k, 1.5, 1.0, "mirror", "textbook")["structure"]
+        torch.testing.assert_close(Structure(kernel_size=k, data_range=1.0).map(a.double(), b.double()), ref, atol=1e-9, rtol=0)
+    assert Structure().kernel_size == 11 and Structure(sigma=2.0).kernel_size == 15 and SSIM().kernel_size == 11
+    assert Structure(variant="authors").kernel_size == 15  # the authors' SSIM(15, ...)
+
+
+def test_authors_terms_properties():
+    """Their structure term of an item with itself is (2 var + C3) / (var + C3) in [1, 2); symmetric; contrast = structure."""
+    x = smooth()
+    s, c = Structure(variant="authors"), Contrast(variant="authors")
+    same = s.map(x, x)
+    assert same.min() >= 1 - 1e-6 and same.max() < 2
+    y = (x + noise(x.shape, 16, 0.2)).clamp(0, 1)
+    torch.testing.assert_close(s.map(x, y), s.map(y, x), atol=1e-5, rtol=0)
+    assert torch.equal(c.map(x, y), s.map(x, y))
+    torch.testing.assert_close(SSIM(variant="authors")(x, x), torch.ones(2), atol=1e-5, rtol=0)
+    assert not torch.allclose(s.map(x, y), Structure(kernel_size=15).map(x, y), atol=1e-2)  # not the textbook term
+
+
+def test_authors_variant_keeps_the_nan_of_a_negative_rounded_variance():
+    """A flat item has zero variance away from the border; rounding makes it negative for some levels (0.3 here),
+    and their sqrt gives NaN there."""
+    a = torch.linspace(0.1, 3.0, 30).view(30, 1, 1, 1).expand(30, 1, 32, 32)  # 30 flat levels: some round below 0
+    b = smooth(batch=1, channels=1, size=32)
+    s = Structure(variant="authors")
+    negative = s.moments(*torch.broadcast_tensors(a, b)).var_a[:, 0] < 0
+    assert negative.any()  # zero padding makes the border variances truly positive; the interior is rounding
+    assert torch.equal(s.map(a, b).isnan(), negative)
+    assert torch.isfinite(Structure().map(a, b)).all() and torch.isfinite(SSIM(variant="authors").map(a, b)).all()
+
+
+def test_invalid_variants():
+    with pytest.raises(UserError, match=r"^similarity\.variant='paper' is invalid"):
+        Structure(variant="paper")
+    with pytest.raises(UserError, match=r"similarity\.variant='authors'.*no luminance term"):
+        Luminance(variant="authors")
+    with pytest.raises(UserError, match="similarity.kernel_size"):
+        SSIM(kernel_size=11, sigma=2.0)
+    SSIM(kernel_size=11, sigma=2.0, variant="authors")  # the authors' window is not tied to sigma
+
+
+@pytest.mark.parametrize("name", ["ssim", "structure", "contrast"])
+def test_hydra_authors_variant(name):
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        cfg = compose("config", overrides=[f"similarity={name}", "similarity.variant=authors"])
+    s = instantiate(cfg.similarity)
+    assert s.variant == "authors" and s.kernel_size == 15 and s.data_range is None

@@ -18,7 +18,8 @@ from diffexplain.schedules import Uniform
 from diffexplain.world import COLOURS, render, sample_scene
 from diffexplain.world.classifier import classifier_features, load_classifier, split_label
 from diffexplain.world.fidelity import eval_set, generate_samples, judge, rates
-from diffexplain.world.training import WORD_POSITIONS, WorldTraining, grounding_loss
+from diffexplain.world.grounding import WORD_POSITIONS, grounding_loss
+from diffexplain.world.training import WorldTraining, read_checkpoint
 
 SHAPES_SD, SHAPES_CLASSIFIER = ROOT / "models" / "shapes-sd", ROOT / "models" / "shapes-classifier"
 SMOKE = {  # tiny sizes: every stage 20 steps
@@ -73,11 +74,22 @@ def test_smoke_training_saves_a_loadable_pipeline_classifier_and_card(smoke):
 
 def test_saved_denoiser_is_the_weight_average_not_the_last_weights(smoke):
     models, _ = smoke
-    ckpt = torch.load(models / "shapes-sd" / "checkpoints" / "denoiser" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(models / "shapes-sd" / "checkpoints" / "denoiser" / "last.ckpt", weights_only=True)
     unet = StableDiffusionPipeline.from_pretrained(models / "shapes-sd").unet.state_dict()
     name = "conv_in.weight"
     assert torch.equal(unet[name], ckpt["state_dict"][f"unet.{name}"])  # averaged from step 10 on
     assert not torch.allclose(unet[name], ckpt["current_model_state"][f"unet.{name}"])
+
+
+def test_checkpoints_load_without_unpickling_code(smoke, tmp_path):
+    models, _ = smoke
+    for stage in ("vae", "classifier", "denoiser"):
+        ckpt = torch.load(models / "shapes-sd" / "checkpoints" / stage / "last.ckpt", weights_only=True)
+        assert ckpt["global_step"] == 20 and len(ckpt["stage"]["losses"]) == 20
+    unsafe = tmp_path / "last.ckpt"
+    torch.save({"global_step": 3, "config": UserError("k", 1, "x")}, unsafe)  # an arbitrary pickled object
+    with pytest.raises(UserError, match="pipeline.resume"):
+        read_checkpoint(unsafe)
 
 
 def test_grounding_loss_is_zero_inside_the_masks_and_one_outside():
