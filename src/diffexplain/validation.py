@@ -153,7 +153,8 @@ SEED = integer(0, SEED_MAX - 1)
 GUIDANCE = number(0, 100, allowed="a finite number in [0, 100] (7.5 is Stable Diffusion's usual scale)")
 SCHEDULER = string(null=True)
 EXPLAINER_COMMON = {"steps": STEPS, "seed": SEED, "_partial_": boolean}
-WINDOWED = {"kernel_size": integer(3, 99), "sigma": number(0, open_lo=True), "data_range": number(0, open_lo=True, null=True)}
+WINDOWED = {"kernel_size": integer(1, 99, null=True), "sigma": number(0, open_lo=True),
+            "data_range": number(0, open_lo=True, null=True), "variant": choice("textbook", "authors")}
 CAPTUM_COMMON = {"target": choice("next_latent", "x0"), "baseline": choice("zeros", "blur", "noise"),
                  "channel_reduce": choice("sum", "abs_sum"), "internal_batch_size": integer(1), **EXPLAINER_COMMON}
 

@@ -89,6 +89,8 @@ class _Windowed(Similarity):
               "similarity.kernel_size", kernel_size, "an odd integer >= 1 (or null for the variant's default)")
         check(data_range is None or data_range > 0, "similarity.data_range", data_range, "must be null or > 0")
         self.kernel_size, self.sigma, self.data_range, self.variant = kernel_size, sigma, data_range, variant
+        if variant != "textbook":  # result rows name the variant: "structure_authors"
+            self.name = f"{type(self).name}_{variant}"
 
     def range_of(self, a: Tensor, b: Tensor) -> Tensor | float:
         """L: the configured float; else 1 (authors) or per item as [B, 1, 1, 1] (joint range of the pair)."""

@@ -18,7 +18,6 @@ generated samples (:mod:`diffexplain.world.fidelity`) and described in a model c
 from __future__ import annotations
 
 import logging
-import pickle
 import shutil
 import time
 import warnings
@@ -65,10 +64,10 @@ def _config(cls, value: dict | None, key: str):
 
 
 def read_checkpoint(path: Path) -> dict:
-    """A stage's Lightning checkpoint, loaded with ``weights_only=True``: tensors and plain containers, no pickled code."""
+    """A stage's Lightning checkpoint, loaded with ``weights_only=True``: tensors and plain containers, never code."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except Exception as e:  # torch refuses anything but tensors and plain containers
         raise UserError("pipeline.resume", True, f"checkpoints that load with torch.load(weights_only=True); {path} "
                         "holds other objects: delete it or set pipeline.resume=false") from e
 
