@@ -96,6 +96,9 @@ def run(cfg: DictConfig) -> Path:
     if done is None:
         log.info("nothing to do: %s already holds this job's results", out_dir)
         return out_dir
+    sweep = sweep_dir()
+    if sweep is not None and hasattr(pipeline, "use_cache"):
+        pipeline.use_cache(sweep / ".cache", config)
     model = instantiate(cfg[pipeline.model_key])
     pipeline.validate(model)
     run_info.update(pipeline.describe())

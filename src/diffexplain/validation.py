@@ -206,6 +206,8 @@ SPECS: dict[str, dict] = {
     # pipelines
     "diffexplain.pipelines.explain.ExplainPipeline": {"explainer": any_value, "similarity": any_value},
     "diffexplain.pipelines.generate.GeneratePipeline": {},
+    "diffexplain.pipelines.evaluate.EvaluatePipeline": {"explainer": any_value, "similarity": any_value,
+                                                        "evaluate": any_value, "models_dir": string()},
     "diffexplain.world.training.WorldTraining": FREE,
     # runner and loggers
     "lightning.Trainer": {"accelerator": choice("cpu", "gpu", "cuda", "mps", "auto"), "devices": any_value,
@@ -219,6 +221,11 @@ SPECS: dict[str, dict] = {
 OUTPUT = {"x0_steps": choice("explained", "all", "none"),
           "x0_quality": integer(1, 100, null=True), "heatmap_dtype": choice("float32", "float16"), "figures": integer(0)}
 TOP = {"seed": SEED, "resume": choice("auto", "overwrite")}
+EVALUATE = {"target": choice("paper", "next_latent", "x0", "final"),
+            "similarity": choice("ssim", "structure", "luminance", "contrast", "cosine", "fid", null=True),
+            "n_points": integer(2, 10_000), "substrate": choice("zeros", "blur", "mean"), "batch_size": integer(1),
+            "baselines": any_value, "protocol": choice("per_prompt", "paper"), "sanity": boolean,
+            "bootstrap": integer(100)}
 GROUPS = ("model", "data", "schedule", "explainer", "similarity", "pipeline", "runner", "logger")
 
 
@@ -290,6 +297,8 @@ def validate(cfg: DictConfig) -> None:
             rule(key, cfg[key])
     if cfg.get("output") is not None:
         check_node("output", _container(cfg, "output"), OUTPUT)
+    if cfg.get("evaluate") is not None:
+        check_node("evaluate", _container(cfg, "evaluate"), EVALUATE)
     nodes = {}
     for group in GROUPS:
         node = _container(cfg, group)

@@ -2,12 +2,14 @@
 
 Per item: generate once, explain the steps, keep the maps (``heatmaps.npz``), and where the prompt belongs to the
 Shapes grammar score each map against the objects segmented from the final image (rows ``saliency_inside``,
-``saliency_outside``, ``pointing_game``; per-token maps against their own word's object).
+``saliency_outside``, ``pointing_game``, ``iou_topk``, ``mass_inside`` and the chance levels ``area_share``,
+``iou_chance``; per-token maps against their own word's object).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ import torch
 from diffexplain.errors import UserError
 from diffexplain.models import DiffusionModel
 from diffexplain.models.diffusion import resolve_steps
-from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
+from diffexplain.metrics.localisation import (area_share, chance_iou, inside_outside, mask_to_grid, mass_inside,
+                                              pointing_game, top_k_iou)
 from diffexplain.metrics.token_roles import attention_shares, role_shares
 from diffexplain.pipelines.base import ItemOutput, Pipeline, as_float
 from diffexplain.reporting.figures import image_row
@@ -34,23 +37,38 @@ def ground_truth(prompt: str, final_image: np.ndarray) -> dict[str, np.ndarray] 
         return None
 
 
+def truth_mask(truth: dict | None, word: str | None, shape: tuple[int, int]) -> torch.Tensor | None:
+    """The word's object (a per-token map) or the union of all prompted objects on the map's grid; None if unknown
+    or empty."""
+    if not truth or (word is not None and word.split("#")[0] not in truth):
+        return None
+    masks = [truth[word.split("#")[0]]] if word else list(truth.values())
+    mask = mask_to_grid(np.logical_or.reduce(masks), shape)
+    return mask if mask.any() and not mask.all() else None
+
+
 class ExplainPipeline(Pipeline):
     name = "explain"
 
     def __init__(self, schedule, explainer, similarity=None, x0_steps: str = "explained"):
         super().__init__(schedule, x0_steps)
         self.make_explainer, self.similarity = explainer, similarity
-        self.explainer, self.steps = None, None
+        self.explainer, self.steps, self.num_steps = None, None, None
 
     def validate(self, model: DiffusionModel) -> None:
         self.explainer = self.make_explainer(model=model, similarity=self.similarity)
-        num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
-        self.steps = resolve_steps(self.explainer.steps, num_steps)
+        self.num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
+        self.steps = resolve_steps(self.explainer.steps, self.num_steps)
 
     def describe(self) -> dict:
         return {"explainer": {"name": self.explainer.name, **self.explainer.describe()}, "steps": self.steps}
 
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
+        return self.explain_item(model, item)[1]
+
+    def explain_item(self, model: DiffusionModel, item: PromptItem):
+        """Generate, explain and score one item: ``(trajectory, output, maps [S, K, h, w], truth masks or None)``
+        (K = 1 for explainers without words)."""
         traj, out, _ = self.generate(model, item, self.steps)
         ex, pid, steps = self.explainer, item.prompt_id, self.steps
         maps = ex.explain(traj, steps).float()
@@ -73,20 +91,22 @@ class ExplainPipeline(Pipeline):
                 if roles:
                     out.rows += [row(item, "role_share", v, i, t, ex.name, sim, r)
                                  for r, v in role_shares(shares, roles).items()]
-        return out
+        return traj, out, maps, truth
 
     @staticmethod
     def localisation(saliency: torch.Tensor, truth: dict | None, word: str | None) -> list[tuple[str, float]]:
-        """Scores against the word's object (per-token maps) or the union of all prompted objects."""
-        if not truth or (word is not None and word.split("#")[0] not in truth):
-            return []
-        masks = [truth[word.split("#")[0]]] if word else list(truth.values())
-        mask = mask_to_grid(np.logical_or.reduce(masks), tuple(saliency.shape))
-        if not mask.any():
+        """Scores against the word's object (per-token maps) or the union of all prompted objects: mean saliency
+        inside/outside, pointing game, top-k IoU (k = the object's area) and the positive mass inside, with their
+        chance levels (``area_share`` for mass and pointing, ``iou_chance``). Undefined scores are left out."""
+        mask = truth_mask(truth, word, tuple(saliency.shape))
+        if mask is None:
             return []
         inside, outside = inside_outside(saliency, mask)
-        return [("saliency_inside", inside), ("saliency_outside", outside),
-                ("pointing_game", pointing_game(saliency, mask))]
+        scores = [("saliency_inside", inside), ("saliency_outside", outside),
+                  ("pointing_game", pointing_game(saliency, mask)), ("iou_topk", top_k_iou(saliency, mask)),
+                  ("mass_inside", mass_inside(saliency, mask)), ("area_share", area_share(mask)),
+                  ("iou_chance", chance_iou(mask))]
+        return [(metric, value) for metric, value in scores if math.isfinite(value)]
 
     def item_figures(self, out: ItemOutput, fig_dir: Path) -> list[Path]:
         """The item's maps over steps overlaid on the decoded x0-prediction (where kept) and on the final image
