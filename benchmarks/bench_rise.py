@@ -49,7 +49,7 @@ def reference_loop(rise: RISE, traj, i: int) -> torch.Tensor:
     saliency = torch.zeros((h, w))
     with torch.no_grad():
         for m in masks:
-            saliency += rise._weighted(outcome(z * m[None]).float(), reference, m[None])
+            saliency += (rise.scores(outcome(z * m[None]).float(), reference, m[None]) * m[None]).sum(dim=(0, 1))
     return saliency / (rise.n_masks * rise.p)
 
 

@@ -99,3 +99,19 @@ def test_cli_rejects_bad_values_with_one_line_and_exit_2(tmp_path):
         lines = [x for x in res.stderr.splitlines() if x.strip()]
         assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {expected} is invalid"), lines
         assert not out.exists()
+
+
+def test_centring_removes_the_mean_score_times_the_mask_counts(tiny, traj):
+    """center=true: Σ (S_k − S̄) M_k / (N p) = the RISE map minus S̄ · Σ M_k / (N p); a constant score gives 0."""
+    plain = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3)
+    centred = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3, center=True)
+    g, (h, w) = plain.generator(traj, 2), traj.latents.shape[-2:]
+    masks = torch.cat([plain.sample_masks(n, h, w, g) for n in (10, 10, 4)])
+    outcome = plain.outcome(traj, 2)
+    with torch.no_grad():
+        scores = plain.scores(outcome(traj.latents[2:3] * masks).float(), outcome.reference().float(), masks)
+    expected = plain.explain(traj, [2])[0] - scores.mean() * masks.sum(dim=(0, 1)) / (24 * 0.5)
+    assert torch.allclose(centred.explain(traj, [2])[0], expected, atol=1e-5)
+    model = region_model(tiny, torch.ones(1, 1, 8, 8))
+    flat = RISE(model, ConstantSimilarity(), n_masks=64, center=True).explain(traj, [1])[0]
+    assert flat.abs().max() < 1e-6

@@ -178,7 +178,8 @@ SPECS: dict[str, dict] = {
     "diffexplain.explainers.RISE": {
         "masks": choice("pixel", "grid"), "grid_size": integer(1), "n_masks": integer(1),
         "p": number(0, 1, open_lo=True, open_hi=True, allowed="a probability in (0, 1)"), "batch_size": integer(1),
-        "target": choice("paper", "next_latent", "x0", "final"), "score": choice("scalar", "map"), **EXPLAINER_COMMON},
+        "target": choice("paper", "next_latent", "x0", "final"), "score": choice("scalar", "map"), "center": boolean,
+        **EXPLAINER_COMMON},
     "diffexplain.explainers.DFCAM": {"modules": str_list(single=True), "target": choice("noise_sum", "similarity"),
                                      "upsample": choice("latent", "image"), **EXPLAINER_COMMON},
     "diffexplain.explainers.AttentionRelevanceExplainer": {

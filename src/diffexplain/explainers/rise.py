@@ -2,7 +2,10 @@
 
 For N random masks M_k over the latent grid (shared by all channels): evaluate the guided UNet on z_t ⊙ M_k at
 the same t, score the outcome against the unmasked outcome with a similarity S, and accumulate
-saliency = Σ_k S_k · M_k / (N · p). Masks are streamed in batches, so memory does not grow with N.
+saliency = Σ_k S_k · M_k / (N · p) (RISE, and the authors' code), or with ``center=true``
+Σ_k (S_k − S̄) · M_k / (N · p): the same map up to the term S̄ · Σ_k M_k / (N · p), which carries no evidence (it is
+S̄ plus the binomial noise of the mask counts) and swamps the signal when the scores vary little around their mean.
+Masks are streamed in batches, so memory does not grow with N.
 
 Targets (what "outcome" means):
 - ``paper``: the masked noise prediction vs the unmasked next latent z_{t−1} — the authors' code; it compares
@@ -33,7 +36,7 @@ class RISE(Explainer):
 
     def __init__(self, model, similarity, masks: str = "pixel", n_masks: int = 256, p: float = 0.5,
                  grid_size: int = 4, batch_size: int = 64, target: str = "next_latent", score: str = "scalar",
-                 steps=None, seed: int = 0):
+                 center: bool = False, steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.masks", masks, MASKS)
         check_in("explainer.target", target, TARGETS)
@@ -45,7 +48,8 @@ class RISE(Explainer):
         check(score == "scalar" or similarity.has_map, "explainer.score", score,
               f"'scalar' for similarity={similarity.name} (it has no map form)")
         self.masks, self.n_masks, self.p, self.grid_size = masks, n_masks, p, grid_size
-        self.batch_size, self.target, self.score = batch_size, target, score
+        check(isinstance(center, bool), "explainer.center", center, "true or false")
+        self.batch_size, self.target, self.score, self.center = batch_size, target, score, center
 
     # -- masks ------------------------------------------------------------------------------------
     def sample_masks(self, n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -60,15 +64,14 @@ class RISE(Explainer):
         dy = torch.randint(0, cw, (n,), generator=generator)
         return torch.stack([up[k, :, dx[k]: dx[k] + h, dy[k]: dy[k] + w] for k in range(n)])
 
-    def _weighted(self, outcome, reference, masks: torch.Tensor) -> torch.Tensor:
-        """Σ_k S_k · M_k over one batch (S_k a scalar or a map pooled to the mask grid)."""
+    def scores(self, outcome, reference, masks: torch.Tensor) -> torch.Tensor:
+        """S_k of one batch, [n, 1, 1, 1] (scalar) or [n, 1, h, w] (a map pooled to the mask grid)."""
         if self.score == "scalar":
-            scores = self.similarity(outcome, reference)[:, None, None, None]
-        else:
-            scores = self.similarity.map(outcome, reference)[:, None]
-            if scores.shape[-2:] != masks.shape[-2:]:
-                scores = F.adaptive_avg_pool2d(scores, masks.shape[-2:])
-        return (scores.float() * masks).sum(dim=(0, 1))
+            return self.similarity(outcome, reference).float()[:, None, None, None]
+        scores = self.similarity.map(outcome, reference).float()[:, None]
+        if scores.shape[-2:] != masks.shape[-2:]:
+            scores = F.adaptive_avg_pool2d(scores, masks.shape[-2:])
+        return scores
 
     def outcome(self, trajectory, i: int) -> Outcome:
         """What a masked z_t is scored by (see :mod:`diffexplain.models.outcomes`)."""
@@ -82,8 +85,14 @@ class RISE(Explainer):
         outcome = self.outcome(trajectory, i)
         z = trajectory.latents[i: i + 1].to(self.model.device, self.model.dtype)
         reference = outcome.reference().float()
-        saliency = torch.zeros((h, w), device=self.model.device)
+        weighted, mask_sum, score_sum = (torch.zeros((h, w), device=self.model.device) for _ in range(3))
         for start in range(0, self.n_masks, self.batch_size):
             masks = self.sample_masks(min(self.batch_size, self.n_masks - start), h, w, g).to(self.model.device)
-            saliency += self._weighted(outcome(z * masks.to(z.dtype)).float(), reference, masks)
-        return (saliency / (self.n_masks * self.p)).cpu()
+            scores = self.scores(outcome(z * masks.to(z.dtype)).float(), reference, masks)
+            weighted += (scores * masks).sum(dim=(0, 1))
+            if self.center:
+                mask_sum += masks.sum(dim=(0, 1))
+                score_sum += scores.sum(dim=(0, 1))
+        if self.center:  # Σ (S_k − S̄) M_k: the mean score times the mask count is noise, not evidence
+            weighted -= score_sum / self.n_masks * mask_sum
+        return (weighted / (self.n_masks * self.p)).cpu()
