@@ -66,3 +66,16 @@ def test_ddp_splits_prompts_over_ranks_and_merges_once(tmp_path):
     assert [it["prompt"] for it in info["items"]] == prompts
     df = pd.read_parquet(out / "results.parquet")
     assert sorted(df.prompt.unique()) == sorted(prompts) and len(df) == 3 * 2 * 2
+
+
+def test_a_sweep_logs_one_wandb_run_per_job_in_one_group_with_its_auc_table(tmp_path):
+    sweep = tmp_path / "sweep"
+    res = run_cli("-m", "model=tiny", "schedule.num_steps=3", "explainer.steps=[2]", "data.prompts=[a red circle]",
+                  "explainer=random,cam", f"hydra.sweep.dir={sweep}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    runs = [next((sweep / str(job) / "wandb").glob("offline-run-*")) for job in (0, 1)]
+    group = f"sweep-{__import__('hashlib').sha1(str(sweep.resolve()).encode()).hexdigest()[:6]}"
+    for job, run in enumerate(runs):
+        record = next(run.glob("run-*.wandb")).read_bytes()
+        assert group.encode() in record and f"explainer={['random', 'cam'][job]}".encode() in record
+        assert list((run / "files" / "media" / "table" / "tables").glob("auc_*.table.json")), "no AUC table"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -54,14 +55,45 @@ def is_child_rank() -> bool:
     return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _build_logger(cfg: DictConfig, out_dir: Path):
+def sweep_group(sweep: Path) -> str:
+    """A W&B group for a sweep, unique and readable: ``2026-11-23/13-52-10-123456`` for the default sweep directories
+    (date/time), else the directory's name and a short hash of its absolute path."""
+    sweep = sweep.resolve()
+    if sweep.parent.name[:2].isdigit():
+        return f"{sweep.parent.name}/{sweep.name}"
+    return f"{sweep.name}-{hashlib.sha1(str(sweep).encode()).hexdigest()[:6]}"
+
+
+def job_name() -> str:
+    """A W&B run name: the job's own overrides (a sweep's choices), else its pipeline."""
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:
+        overrides = []
+    keep = [o for o in overrides if not o.startswith(("hydra.", "paths.", "logger."))]
+    return ",".join(keep)[:128] or "default"
+
+
+def _build_logger(cfg: DictConfig, out_dir: Path, pipeline_name: str, config: dict):
+    """The configured Lightning logger. W&B: one run per job (rank 0 starts it) with the sweep as its group, the
+    job's choices as its name and as top-level config keys (the resolved config under ``cfg``), the pipeline as job
+    type; silent, its path is printed once at the end."""
     if cfg.get("logger") is None:
         return False
-    kwargs = {}
-    if cfg.logger._target_.endswith("WandbLogger"):
-        sweep = sweep_dir()
-        kwargs = {"save_dir": str(out_dir), "group": cfg.logger.get("group") or (sweep.name if sweep else None)}
-    return instantiate(cfg.logger, **kwargs)
+    if not cfg.logger._target_.endswith("WandbLogger"):
+        return instantiate(cfg.logger)
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    lc = cfg.logger
+    if is_child_rank():  # Lightning gives ranks > 0 a dummy experiment; only rank 0 logs
+        return WandbLogger(project=lc.project, save_dir=str(out_dir), offline=lc.offline)
+    sweep = sweep_dir()
+    run = wandb.init(project=lc.project, entity=lc.get("entity"), dir=str(out_dir), mode="offline" if lc.offline
+                     else "online", group=lc.get("group") or (sweep_group(sweep) if sweep else None),
+                     name=lc.get("name") or job_name(), job_type=pipeline_name, tags=lc.get("tags"),
+                     config={**choices(), "cfg": config}, settings=wandb.Settings(silent=True))
+    return WandbLogger(experiment=run, save_dir=str(out_dir), log_model=lc.log_model)
 
 
 def quiet_libraries() -> None:
@@ -103,7 +135,7 @@ def run(cfg: DictConfig) -> Path:
     pipeline.validate(model)
     run_info.update(pipeline.describe())
     data.skip(done)
-    logger = _build_logger(cfg, out_dir)
+    logger = _build_logger(cfg, out_dir, pipeline.name, config)
     trainer = instantiate(cfg.runner, logger=logger, callbacks=[writer], inference_mode=False,
                           use_distributed_sampler=False, enable_checkpointing=False, enable_model_summary=False,
                           default_root_dir=str(out_dir))
@@ -119,6 +151,8 @@ def run(cfg: DictConfig) -> Path:
             wandb.finish()
     if trainer.is_global_zero:
         log.info("results: %s", out_dir)
+        for run in sorted((out_dir / "wandb").glob("offline-run-*")):
+            log.info("W&B (offline): %s  (upload: wandb sync %s)", run, run)
     return out_dir
 
 

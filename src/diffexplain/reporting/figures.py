@@ -37,3 +37,18 @@ def image_row(images: list[np.ndarray], titles: list[str], path: Path, suptitle:
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """A heatmap (h × w, any range) upsampled onto an image (H × W × 3, uint8 or [0, 1]) in the jet colormap: uint8."""
+    import torch
+    import torch.nn.functional as F
+
+    base = image.astype(np.float32) / 255 if image.dtype == np.uint8 else np.clip(image, 0, 1)
+    h, w = base.shape[:2]
+    m = torch.as_tensor(np.asarray(heatmap, dtype=np.float32))[None, None]
+    m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+    lo, hi = float(m.min()), float(m.max())
+    m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+    colour = plt.get_cmap("jet")(m)[..., :3]
+    return ((1 - alpha) * base + alpha * colour).clip(0, 1).__mul__(255).round().astype(np.uint8)

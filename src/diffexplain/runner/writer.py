@@ -27,8 +27,10 @@ import pyarrow.parquet as pq
 from diffexplain import io
 from diffexplain.errors import UserError, check, shorten
 from diffexplain.pipelines.base import ItemOutput, Pipeline
+from diffexplain.reporting.figures import overlay
 from diffexplain.reporting.tables import to_frame
 from diffexplain.runner.resume import RESUME, differing_keys, fingerprint
+from diffexplain.runner.wandb_log import log_job
 
 log = logging.getLogger(__name__)
 CSV_MAX_ROWS = 100_000
@@ -170,7 +172,7 @@ class OutputWriter(L.Callback):
     def finalize(self, trainer: L.Trainer | None = None) -> None:
         """Stream every item's shard into the contract's files, draw figures, log, and clean up."""
         schema = pa.Schema.from_pandas(to_frame([], self.pipeline.columns), preserve_index=False)
-        items_info, item_seconds, figures = [], 0.0, []
+        items_info, item_seconds, figures, previews = [], 0.0, [], []
         fig_dir = self.out_dir / "figures"
         with io.atomic_path(self.out_dir / "results.parquet") as parquet_tmp, \
                 io.NpzWriter(self.out_dir / "heatmaps.npz") as npz:
@@ -185,7 +187,9 @@ class OutputWriter(L.Callback):
                             npz.add(key, maps[key])
                     self._link_images(shard / "images")
                     if n < self.options.figures:
-                        figures += self.pipeline.item_figures(self.load(item), fig_dir)
+                        saved = self.load(item)
+                        figures += self.pipeline.item_figures(saved, fig_dir)
+                        previews += heatmap_previews(saved)
                     items_info.append(dict(item.as_dict(), item_id=item.item_id, timesteps=meta["timesteps"],
                                            seconds=round(meta["seconds"], 4)))
                     item_seconds += meta["seconds"]
@@ -203,7 +207,7 @@ class OutputWriter(L.Callback):
             figures=[str(p.relative_to(self.out_dir)) for p in figures],
         )
         if trainer is not None:
-            self._log(trainer, results, tables, figures)
+            log_job(trainer.loggers, results, tables, figures, previews)
         io.write_json(self.out_dir / "run.json", info)
         shutil.rmtree(self.partial, ignore_errors=True)
 
@@ -221,20 +225,20 @@ class OutputWriter(L.Callback):
             except OSError:
                 shutil.copy2(src, dst)
 
-    @staticmethod
-    def _log(trainer: L.Trainer, df: pd.DataFrame, tables: dict[str, pd.DataFrame], figures: list[Path]) -> None:
-        from lightning.pytorch.loggers import WandbLogger
 
-        means = df.groupby(["metric"], dropna=False)["value"].mean()
-        summary = {f"mean/{metric}": float(v) for metric, v in means.items()}
-        for logger in trainer.loggers:
-            if summary:
-                logger.log_metrics(summary)
-            if isinstance(logger, WandbLogger):
-                for path in figures:
-                    logger.log_image(key=f"figures/{path.stem}", images=[str(path)], caption=[path.stem])
-                for name, table in tables.items():
-                    logger.log_table(key=name, dataframe=table.astype(object).where(table.notna(), None))
-                head = df.head(10_000)
-                logger.log_table(key="results", dataframe=head.astype(object).where(head.notna(), None))
-            logger.finalize("success")
+def heatmap_previews(out: ItemOutput, max_maps: int = 12) -> list[tuple[np.ndarray, str]]:
+    """Up to ``max_maps`` of an item's heatmaps on its x0-prediction at that step (else its final image), each with a
+    caption naming the prompt (or item), the explainer, the step and the word."""
+    item_id = out.item.item_id
+    final = out.images.get(f"{item_id}/final")
+    label = getattr(out.item, "prompt", item_id)
+    previews = []
+    for key, heatmap in list(out.heatmaps.items())[:max_maps]:
+        parts = key.split("/")[1:]
+        step = parts[1] if len(parts) > 1 and parts[1].isdigit() else None
+        image = out.images.get(f"{item_id}/x0/{step}", final) if step is not None else final
+        if image is None or heatmap.ndim != 2:
+            continue
+        what = " | ".join([parts[0], *([f"step {step}"] if step else []), *parts[2:]])
+        previews.append((overlay(image, heatmap), f"{label} | {what}"))
+    return previews
