@@ -4,7 +4,6 @@ import torch
 
 from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
 from diffexplain.metrics.token_roles import attention_shares, role_shares, stage_table
-from diffexplain.reporting.summary import localisation_summary
 from diffexplain.reporting.tables import row, to_frame
 from diffexplain.items import PromptItem
 
@@ -22,18 +21,6 @@ def test_localisation_metrics_on_a_known_map():
     image_mask = torch.zeros(8, 8, dtype=torch.bool)
     image_mask[:4, :2] = True
     assert mask_to_grid(image_mask.numpy(), (4, 4)).nonzero().tolist() == [[0, 0], [1, 0]]
-
-
-def test_summary_splits_steps_into_thirds():
-    rows = []
-    for step in range(6):  # early: 0-1, middle: 2-3, late: 4-5; inside > outside only late
-        inside = 1.0 if step >= 4 else 0.0
-        rows += [row(ITEM, "saliency_inside", inside, step, 999 - step, "rise"),
-                 row(ITEM, "saliency_outside", 0.5, step, 999 - step, "rise"),
-                 row(ITEM, "pointing_game", float(step % 2), step, 999 - step, "rise")]
-    summary = localisation_summary(to_frame(rows)).set_index("stage")
-    assert summary.loc["late", "inside_gt_outside"] == 1.0 and summary.loc["early", "inside_gt_outside"] == 0.0
-    assert (summary.pointing_game == 0.5).all() and (summary.maps == 2).all()
 
 
 def test_attention_and_role_shares():

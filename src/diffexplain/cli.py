@@ -40,6 +40,24 @@ class SweepCallback(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         _Sweep.dir = Path(config.hydra.sweep.dir)
 
+    def on_multirun_end(self, config, **kwargs) -> None:
+        """Every sweep ends with its report (when a job finished and the sweep's jobs are explained runs)."""
+        from omegaconf import OmegaConf
+
+        from diffexplain.reporting.report import find_jobs
+
+        sweep = Path(config.hydra.sweep.dir)
+        if not sweep.is_dir() or not find_jobs(sweep)[0] or config.get("sweep_dir") is not None:
+            return
+        from diffexplain.runner.report_job import ReportJob
+
+        logger = OmegaConf.to_container(config.logger, resolve=True) if config.get("logger") is not None else None
+        try:
+            ReportJob(str(sweep), logger=logger).run()
+        except Exception as exc:  # noqa: BLE001  (the jobs' results stand; the report can be rerun)
+            log.exception("the sweep's report failed (%s); rerun: python run.py pipeline=report sweep_dir=%s",
+                          type(exc).__name__, sweep)
+
 
 def user_error(exc: BaseException | None) -> Exception | None:
     """The UserError/ResultError behind ``exc`` (Hydra and Lightning wrap errors raised inside them)."""
@@ -163,6 +181,10 @@ def hydra_message(exc: BaseException) -> str | None:
 def unknown_key(key: str, known: list[str] | None = None) -> str:
     """``explainer.foo is not a config key; nearest: explainer.fool`` (nearest among the composed config's keys)."""
     known = known if known is not None else default_keys()
+    if key in known:  # a key of the default choice, missing from the one this command (or one sweep job) picks
+        group = key.split(".")[0]
+        return (f"{key} is not a key of the {group} chosen here (a sweep over {group}=... must not set it for "
+                f"choices without it)")
     nearest = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; nearest: {nearest[0]}" if nearest else ""
     return f"{key} is not a config key{hint} (python run.py --cfg job prints the config)"

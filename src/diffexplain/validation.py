@@ -210,6 +210,7 @@ SPECS: dict[str, dict] = {
     "diffexplain.pipelines.evaluate.EvaluatePipeline": {"explainer": any_value, "similarity": any_value,
                                                         "evaluate": any_value, "models_dir": string()},
     "diffexplain.world.training.WorldTraining": FREE,
+    "diffexplain.runner.report_job.ReportJob": {"sweep_dir": string(), "bootstrap": integer(100), "logger": any_value},
     # runner and loggers
     "lightning.Trainer": {"accelerator": choice("cpu", "gpu", "cuda", "mps", "auto"), "devices": any_value,
                           "strategy": any_value, "enable_progress_bar": boolean, "precision": any_value,
@@ -293,6 +294,8 @@ def check_output_dir(path: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Reject a bad config with one :class:`UserError` (see the module docstring)."""
     choices = _choices()
+    if "sweep_dir" in cfg and OmegaConf.is_missing(cfg, "sweep_dir"):
+        raise UserError("sweep_dir", "???", "required for pipeline=report: the multirun (or run) directory to report on")
     for key, rule in TOP.items():
         if key in cfg:
             rule(key, cfg[key])

@@ -11,7 +11,7 @@ import pandas as pd
 MAX_TABLE_ROWS = 10_000
 
 
-def _table_frame(df: pd.DataFrame) -> pd.DataFrame:
+def table_frame(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(object).where(df.notna(), None)
 
 
@@ -34,8 +34,8 @@ def log_wandb(run, results: pd.DataFrame, tables: dict[str, pd.DataFrame], figur
     import wandb
 
     payload = {f"figures/{path.stem}": wandb.Image(str(path), caption=path.stem) for path in figures}
-    payload.update({f"tables/{name}": wandb.Table(dataframe=_table_frame(t)) for name, t in tables.items()})
-    payload["tables/results"] = wandb.Table(dataframe=_table_frame(results.head(MAX_TABLE_ROWS)))
+    payload.update({f"tables/{name}": wandb.Table(dataframe=table_frame(t)) for name, t in tables.items()})
+    payload["tables/results"] = wandb.Table(dataframe=table_frame(results.head(MAX_TABLE_ROWS)))
     for game in ("deletion", "insertion"):
         curves = results[results.metric == f"{game}_curve"]
         if curves.empty:

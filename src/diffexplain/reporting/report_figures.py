@@ -1,0 +1,126 @@
+"""The report's figures: the similarity ablation, side-by-side heatmaps, cross-explainer correlations, curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from diffexplain import io  # noqa: E402
+from diffexplain.reporting.figures import overlay  # noqa: E402
+from diffexplain.reporting.plots import game_curves, save  # noqa: E402
+
+
+def draw(jobs, summary: pd.DataFrame, cross: pd.DataFrame | None, rows: pd.DataFrame, fig_dir: Path) -> list[Path]:
+    paths = []
+    if not summary.empty and "insertion_auc" in summary:
+        for explainer, sub in summary.groupby("explainer"):
+            if sub.similarity.nunique() > 1:
+                paths.append(similarity_ablation(sub, fig_dir / f"similarity_ablation_{explainer}.png"))
+    curves = rows[rows.metric.isin(["deletion_curve", "insertion_curve"])] if not rows.empty else rows
+    if not curves.empty:
+        labelled = curves.assign(explainer=np.where(curves.explainer.astype(str) == "random", "random",
+                                                    curves.label.astype(str)))
+        paths.append(game_curves(labelled.drop_duplicates(["explainer", "prompt_id", "seed", "step_index", "metric",
+                                                           "x"]), fig_dir / "deletion_insertion.png"))
+    grid = heatmap_grid(jobs, fig_dir / "heatmaps.png")
+    if grid is not None:
+        paths.append(grid)
+    if cross is not None and not cross.empty:
+        paths.append(correlation_matrix(cross[cross.method == "spearman"], fig_dir / "cross_explainer.png"))
+    return paths
+
+
+def similarity_ablation(summary: pd.DataFrame, path: Path) -> Path:
+    """Paper A's Fig. 5 form: one explainer's deletion and insertion AUC per similarity function (bars: mean over
+    items, whiskers: 95 % CI), one bar per phase; configurations that differ otherwise too are told apart by label."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    key = "similarity" if not summary.duplicated(["similarity", "phase"]).any() else "label"
+    for ax, game in zip(axes, ("deletion", "insertion")):
+        if f"{game}_auc" not in summary:
+            continue
+        df = summary.dropna(subset=[f"{game}_auc"])
+        sims, phases = list(dict.fromkeys(df[key].astype(str))), list(dict.fromkeys(df.phase))
+        width = 0.8 / max(len(phases), 1)
+        for k, phase in enumerate(phases):
+            sel = df[df.phase == phase].set_index(df[df.phase == phase][key].astype(str)).reindex(sims)
+            mean = sel[f"{game}_auc"].to_numpy(float)
+            err = np.vstack([mean - sel[f"{game}_ci_low"].to_numpy(float), sel[f"{game}_ci_high"].to_numpy(float) - mean])
+            ax.bar(np.arange(len(sims)) + k * width, mean, width, yerr=np.nan_to_num(err), capsize=2, label=phase)
+        ax.set_xticks(np.arange(len(sims)) + width * (len(phases) - 1) / 2, sims, rotation=30, ha="right")
+        better = "lower" if game == "deletion" else "higher"
+        ax.set_title(f"{game} AUC ({better} is better)", fontsize=9)
+    axes[-1].legend(fontsize=7, title="phase", title_fontsize=7)
+    fig.suptitle(f"Similarity ablation: {summary.explainer.iloc[0]}", fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def heatmap_grid(jobs, path: Path, max_steps: int = 6) -> Path | None:
+    """For the first prompt every job explains: each configuration's maps over the steps, side by side (rows), on the
+    decoded x0-prediction of the step where kept, else the final image."""
+    keyed = []
+    for job in jobs:
+        heat = job.path / "heatmaps.npz"
+        if heat.is_file():
+            keyed.append((job, heat))
+    if not keyed:
+        return None
+    items = [set(k.split("/")[0] for k in np.load(h).files) for _, h in keyed]
+    shared = sorted(set.intersection(*items)) if items else []
+    if not shared:
+        return None
+    pid = shared[0]
+    images = {}
+    for job, _ in keyed:
+        images.update({k: v for k, v in io.ImageFiles(job.path / "images").items() if k.startswith(f"{pid}/")})
+    rows = []
+    for job, heat in keyed:
+        with np.load(heat) as npz:
+            maps: dict[int, np.ndarray] = {}
+            for key in npz.files:
+                parts = key.split("/")
+                if parts[0] == pid and len(parts) >= 3 and parts[2].isdigit():
+                    step = int(parts[2])
+                    maps[step] = maps[step] + npz[key] if step in maps else npz[key].astype(np.float32)
+        if maps:
+            rows.append((job.label, maps))
+    steps = sorted(set().union(*[m.keys() for _, m in rows]))[:max_steps]
+    final = images.get(f"{pid}/final")
+    fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.7 * len(steps) + 1.5, 1.7 * len(rows) + 0.5),
+                             squeeze=False)
+    for r, (label, maps) in enumerate(rows):
+        for c, step in enumerate(steps):
+            ax = axes[r, c]
+            ax.axis("off")
+            base = images.get(f"{pid}/x0/{step}", final)
+            if step in maps and base is not None:
+                ax.imshow(overlay(base, maps[step]))
+            if r == 0:
+                ax.set_title(f"step {step}", fontsize=7)
+            if c == 0:
+                ax.text(-0.05, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=7)
+    prompt = next((j.info.get("items") for j in jobs if j.info.get("items")), [{}])
+    prompt = next((it.get("prompt") for it in prompt if it.get("prompt_id") == pid), pid)
+    fig.suptitle(f"{prompt!r}: every configuration's maps", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def correlation_matrix(cross: pd.DataFrame, path: Path) -> Path:
+    """Mean Spearman ρ between every pair of configurations' maps (same prompt and step)."""
+    labels = list(dict.fromkeys([*cross.a, *cross.b]))
+    m = pd.DataFrame(np.eye(len(labels)), index=labels, columns=labels)
+    for r in cross.itertuples():
+        m.loc[r.a, r.b] = m.loc[r.b, r.a] = r.mean
+    fig, ax = plt.subplots(figsize=(1.0 * len(labels) + 3, 0.8 * len(labels) + 2))
+    sns.heatmap(m, vmin=-1, vmax=1, cmap="vlag", annot=len(labels) <= 10, fmt=".2f", square=True, ax=ax)
+    ax.set_title("Cross-explainer Spearman ρ of maps (same prompt, seed and step)", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
