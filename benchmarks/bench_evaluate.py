@@ -127,11 +127,12 @@ def main() -> None:
     points = [p for p in (17, 65, 257) if p <= h * w + 1]
     memory = {str(p): probe(args, p, args.memory_batch_size) for p in points}
     unchunked = n_evaluations(1, points[-1])
+    one_batch = f"n_points_{points[-1]}_in_one_batch_of_{unchunked}"
     result = {
         "timing": runs,
         "overhead_ratio": runs[0]["overhead_ratio"],
         "peak_rss_growth_mib": {"batch_size": args.memory_batch_size, "by_n_points": memory,
-                                f"n_points_{points[-1]}_in_one_batch_of_{unchunked}": probe(args, points[-1], unchunked)},
+                                one_batch: probe(args, points[-1], unchunked)},
         "targets": {"overhead_ratio_max": 1.3, "memory": "flat in n_points at a fixed batch size"},
         "setup": {"model": args.model, "batch_size": args.batch_size, "steps": args.steps, "step_index": i,
                   "target": outcome.target, "similarity": "ssim", "substrate": "zeros",
