@@ -188,7 +188,8 @@ def test_deletion_substrates_reach_their_substrate(traj):
     z = traj.latents[1]
     for kind in ("zeros", "mean", "blur"):
         toy = ToyOutcome(z)
-        end = play_games(toy, neg_sq_error, {"m": torch.rand(8, 8)}, games=["deletion"], substrate=kind)["m"]["deletion"].y[-1]
+        curves = play_games(toy, neg_sq_error, {"m": torch.rand(8, 8)}, games=["deletion"], substrate=kind)
+        end = curves["m"]["deletion"].y[-1]
         assert end == pytest.approx(neg_sq_error(substrate(z[None], kind), z[None]).item(), rel=1e-5)
 
 
@@ -216,9 +217,9 @@ def test_distance_y_with_single_image_fid(tiny, traj):
     assert np.all(curves["insertion"].y >= 0) and curves["insertion"].y[-1] == pytest.approx(0, abs=1e-3)
 
 
-@pytest.mark.parametrize("kwargs, key", [({"games": ["swap"]}, "games"), ({"substrate": "noise"}, "substrate"),
-                                         ({"y": "distance"}, "y"), ({"y": "rank"}, "y"), ({"batch_size": 0}, "batch_size"),
-                                         ({"n_points": 1}, "n_points"), ({"maps": {"m": torch.rand(4, 4)}}, "maps")])
+@pytest.mark.parametrize("kwargs, key", [
+    ({"games": ["swap"]}, "games"), ({"substrate": "noise"}, "substrate"), ({"y": "distance"}, "y"), ({"y": "rank"}, "y"),
+    ({"batch_size": 0}, "batch_size"), ({"n_points": 1}, "n_points"), ({"maps": {"m": torch.rand(4, 4)}}, "maps")])
 def test_bad_arguments_raise_user_errors(kwargs, key):
     args = {"maps": {"m": torch.rand(8, 8)}, **kwargs}
     with pytest.raises(UserError, match=key):

@@ -38,7 +38,8 @@ class EdgeExplainer(Explainer):
 
 def weights(module):
     """Conv and linear weights by name: what re-initialisation must change (norms re-initialise to 1 and 0)."""
-    return {n: m.weight.detach().clone() for n, m in module.named_modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)}
+    kinds = (torch.nn.Conv2d, torch.nn.Linear)
+    return {n: m.weight.detach().clone() for n, m in module.named_modules() if isinstance(m, kinds)}
 
 
 def test_stages_run_from_the_output_side_and_cover_every_parameter_once(tiny):
@@ -49,12 +50,13 @@ def test_stages_run_from_the_output_side_and_cover_every_parameter_once(tiny):
 
 
 def sdxl_like_unet():
-    """A small UNet with SDXL's features: added text/time embeddings, linear projections, per-block transformer depth."""
+    """A small UNet with SDXL's features: added text/time embeddings, linear projections, transformer depth per block."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return UNet2DConditionModel(
             sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=32, attention_head_dim=(2, 4), norm_num_groups=8, use_linear_projection=True,
             transformer_layers_per_block=(1, 2), addition_embed_type="text_time", addition_time_embed_dim=8,
             projection_class_embeddings_input_dim=32 + 6 * 8)

@@ -119,7 +119,8 @@ def play_games(outcome, similarity, maps: dict[str, torch.Tensor], games: Iterab
     z = z.detach()[None]
     h, w = z.shape[-2:]
     for name, m in maps.items():
-        check(tuple(m.shape) == (h, w), "maps", f"{name}: {tuple(m.shape)}", f"maps [h, w] = [{h}, {w}] (the latent grid)")
+        check(tuple(m.shape) == (h, w), "maps", f"{name}: {tuple(m.shape)}",
+              f"maps [h, w] = [{h}, {w}] (the latent grid)")
     counts = pixel_counts(h * w, n_points)
     generator = torch.Generator().manual_seed(0) if generator is None else generator
     ranks = {name: pixel_ranks(m, generator).to(z.device) for name, m in maps.items()}
