@@ -1,5 +1,5 @@
-"""Every offered deterministic scheduler on the tiny model: generation is reproducible, the trajectory replays
-exactly, sigma-space latents give the scheduler's own x0."""
+"""Every offered scheduler on the tiny model: generation is reproducible, the trajectory replays exactly (stochastic
+schedulers included, through the recorded step noise), sigma-space latents give the scheduler's own x0."""
 
 import copy
 
@@ -16,8 +16,14 @@ from diffexplain.schedules import Custom, Uniform, schedulers_accepting_timestep
 
 PROMPT = "a red circle"
 STEPS = {"PNDMScheduler": 4}  # its Runge-Kutta warm-up (the tiny config does not skip it) needs >= 4 steps; else 3
-STOCHASTIC = {"DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler"}
-VARIANTS = {name: (name, {}) for name in CLASS_NAMES if name not in STOCHASTIC}  # id → (scheduler, scheduler_config)
+STOCHASTIC = {"DDPMScheduler", "EulerAncestralDiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "ddim-eta",
+              "dpm-sde", "dpm-single-sde"}
+VARIANTS = {  # id → (scheduler, scheduler_config, eta)
+    **{name: (name, {}, 0.0) for name in CLASS_NAMES},
+    "ddim-eta": ("DDIMScheduler", {}, 0.5),
+    "dpm-sde": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}, 0.0),
+    "dpm-single-sde": ("DPMSolverSinglestepScheduler", {"algorithm_type": "sde-dpmsolver++"}, 0.0),
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +35,8 @@ def model_for(pipe, case: str, prediction_type: str = "epsilon") -> DiffusionMod
     """The tiny pipeline with scheduler ``case``, built from its original DDIM config (SD 1.x's betas)."""
     pipe = copy.copy(pipe)
     pipe.scheduler = _ddim(prediction_type)
-    name, config = VARIANTS[case]
-    return DiffusionModel(pipe, scheduler=name, scheduler_config=config)
+    name, config, eta = VARIANTS[case]
+    return DiffusionModel(pipe, scheduler=name, scheduler_config=config, eta=eta)
 
 
 def _ddim(prediction_type: str):
@@ -47,12 +53,18 @@ def test_trajectory_replays_exactly(pipe, case):
     assert torch.equal(a.latents, b.latents) and torch.equal(a.outputs, b.outputs)
     assert a.num_steps == len(model.scheduler.timesteps) and a.stages.tolist().count(0) >= 3
     assert a.latents.dtype == a.outputs.dtype == torch.float32
+    noisy_rows = []
     for i in range(a.num_steps):
         z, out = a.latents[i: i + 1], a.outputs[i: i + 1]
         assert torch.equal(model.step(a, i, out, z)[0], a.latents[i + 1]), f"step {i}"
         assert torch.equal(Outcome(model, a, i, "next_latent")(z)[0], a.latents[i + 1]), f"outcome {i}"
-    # a batch steps like one latent (the solver's per-sample state is repeated to the batch)
-    i = a.num_steps // 2
+        other = model._step(batched_state(a.scheduler_states[i], 1), a.timesteps[i], a.noise_seeds[i] + 1, out, z)
+        if not torch.equal(other[0], a.latents[i + 1]):
+            noisy_rows.append(i)
+    # another noise seed changes some z_{t-1} exactly when the scheduler is stochastic: replay is what matters there
+    assert bool(noisy_rows) == (case in STOCHASTIC)
+    # a batch replays the same noise on every row: the stochastic part cancels between perturbed and unperturbed z
+    i = noisy_rows[0] if noisy_rows else a.num_steps // 2
     with torch.no_grad():  # (rows of a batched UNet call differ from a single call by float rounding only)
         batch = Outcome(model, a, i, "next_latent")(a.latents[i: i + 1].repeat(3, 1, 1, 1))
     assert torch.allclose(batch, a.latents[i + 1].expand_as(batch), rtol=1e-4, atol=1e-3)
@@ -63,7 +75,7 @@ def test_trajectory_replays_exactly(pipe, case):
 SIGMA_SPACE = ["EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler", "KDPM2DiscreteScheduler"]
 
 
-@pytest.mark.parametrize("case, prediction_type", [(c, "epsilon") for c in VARIANTS]
+@pytest.mark.parametrize("case, prediction_type", [(c, "epsilon") for c in VARIANTS if c not in STOCHASTIC]
                          + [(c, "v_prediction") for c in SIGMA_SPACE])
 def test_generate_is_the_diffusers_pipelines_sampler(pipe, case, prediction_type):
     """Deterministic schedulers: generate() ends where StableDiffusionPipeline.__call__ ends (same z_T, steps, g)."""
@@ -76,7 +88,7 @@ def test_generate_is_the_diffusers_pipelines_sampler(pipe, case, prediction_type
     assert torch.allclose(traj.latents[-1], out[0], atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("case", [*SIGMA_SPACE, "DDIMScheduler"])
+@pytest.mark.parametrize("case", [*SIGMA_SPACE, "EulerAncestralDiscreteScheduler", "DDIMScheduler"])
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_x0_and_eps_on_the_schedulers_scale(pipe, case, prediction_type):
     """c·z = √ᾱ·x0 + √(1−ᾱ)·ε on every row, and x0 is the scheduler's own pred_original_sample."""
@@ -101,7 +113,7 @@ def test_second_order_schedulers_record_both_evaluations(pipe):
     assert euler.stages.tolist() == [0, 0, 0]
 
 
-@pytest.mark.parametrize("name", [n for n in schedulers_accepting_timesteps() if n in VARIANTS])
+@pytest.mark.parametrize("name", [n for n in schedulers_accepting_timesteps() if n not in SHORT_NAMES])
 def test_custom_timesteps_on_every_scheduler_that_takes_them(pipe, name):
     model = model_for(pipe, name)
     traj = model.generate(PROMPT, 0, Custom([900, 500, 100]))
@@ -129,3 +141,5 @@ def test_bad_scheduler_settings_raise_one_line_user_errors(pipe):
     assert "\n" not in message and all(n in message for n in ["EulerDiscreteScheduler", "dpm_solver", "ddim"])
     with pytest.raises(UserError, match="model.scheduler_config"):
         DiffusionModel(copy.copy(pipe), scheduler="dpm_solver", scheduler_config={"algorithm": "sde"})
+    with pytest.raises(UserError, match="model.eta"):
+        DiffusionModel(copy.copy(pipe), scheduler="EulerDiscreteScheduler", eta=0.5)

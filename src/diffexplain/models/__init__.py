@@ -11,12 +11,13 @@ from diffexplain.models.loading import load_pipeline
 
 
 def tiny_model(seed: int = 0, guidance_scale: float = 7.5, scheduler: str | None = None,
-               scheduler_config: dict | None = None) -> DiffusionModel:
+               scheduler_config: dict | None = None, eta: float = 0.0) -> DiffusionModel:
     """``model=tiny``: the random-init tiny pipeline, wrapped."""
     from diffexplain.models.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline(seed)
-    return DiffusionModel(pipe, guidance_scale=guidance_scale, scheduler=scheduler, scheduler_config=scheduler_config)
+    return DiffusionModel(pipe, guidance_scale=guidance_scale, scheduler=scheduler, scheduler_config=scheduler_config,
+                          eta=eta)
 
 
 __all__ = ["Conditioning", "DiffusionModel", "Trajectory", "load_pipeline", "tiny_model"]

@@ -8,6 +8,7 @@ the unconditional and conditional halves of classifier-free guidance go through 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ import torch
 
 from diffexplain.errors import check
 from diffexplain.models.loading import load_pipeline
-from diffexplain.models.schedulers import is_sigma_space, swap_scheduler
+from diffexplain.models.schedulers import is_sigma_space, step_parameters, swap_scheduler
 
 if TYPE_CHECKING:
     from diffexplain.schedules import Schedule
@@ -51,6 +52,8 @@ class Trajectory:
     Latents are on the scheduler's own scale: ``input_scales[i] · latents[i]`` is the UNet input and equals
     √ᾱ·x0 + √(1−ᾱ)·ε with ᾱ = ``alpha_bars[i]`` (scale 1 for variance-preserving schedulers; 1/√(σ²+1) and
     ᾱ = 1/(σ²+1) for sigma-space ones, whose latents are x0 + σ·ε).
+    Stochastic schedulers draw their step noise from ``noise_seeds[i]`` (one CPU generator per batch row, all seeded
+    alike), so :meth:`DiffusionModel.step` and :meth:`DiffusionModel.rollout` replay the trajectory's own noise.
     """
 
     prompt: str
@@ -62,6 +65,7 @@ class Trajectory:
     x0: torch.Tensor  # [T, C, h, w] x0-prediction (latent space)
     cond: Conditioning
     scheduler_states: list = field(repr=False, default_factory=list)  # scheduler as step i sees it
+    noise_seeds: torch.Tensor | None = None  # [T] long: the seed of step i's noise
     input_scales: torch.Tensor | None = None  # [T] float: UNet input = input_scales[i] · latents[i]
     alpha_bars: torch.Tensor | None = None  # [T] float: the ᾱ the sampler assigns to row i
     stages: torch.Tensor | None = None  # [T] long: 0 = first UNet evaluation of a solver step, 1 = its second
@@ -90,6 +94,12 @@ def resolve_steps(steps, num_steps: int, key: str = "explainer.steps") -> list[i
     return out
 
 
+def noise_seeds(seed: int, n: int) -> torch.Tensor:
+    """[n] seeds for the step noise of a trajectory with ``seed`` (independent of the z_T stream of that seed)."""
+    return torch.tensor([int(hashlib.sha1(f"step-noise|{int(seed)}|{i}".encode()).hexdigest()[:15], 16)
+                         for i in range(n)], dtype=torch.long)
+
+
 def batched_state(scheduler, n: int):
     """A copy of a scheduler whose per-sample state (tensors of batch 1: a multistep solver's history, Heun's
     predictor sample, PNDM's Runge–Kutta accumulators) is repeated to a batch of ``n``, so that steps which update
@@ -112,11 +122,15 @@ class DiffusionModel:
     """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model)."""
 
     def __init__(self, pipe, guidance_scale: float = 7.5, scheduler: str | None = None, resolution: int | None = None,
-                 scheduler_config: dict | None = None):
+                 scheduler_config: dict | None = None, eta: float = 0.0):
         check(guidance_scale >= 0, "model.guidance_scale", guidance_scale, "a number >= 0")
+        check(eta >= 0, "model.eta", eta, "a number >= 0 (DDIM's η; 0 = deterministic)")
         self.pipe = pipe
         self.guidance_scale = float(guidance_scale)
         swap_scheduler(pipe, scheduler, scheduler_config)
+        check(eta == 0 or "eta" in step_parameters(pipe.scheduler), "model.eta", eta,
+              f"0 for {type(pipe.scheduler).__name__} (η > 0 needs a scheduler whose step takes it: DDIMScheduler)")
+        self.eta = float(eta)
         self._input_scales: dict[float, float] = {}  # timestep → 1/√(σ²+1) of sigma-space samplers (see noise_level)
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self.resolution = resolution or pipe.unet.config.sample_size * self.vae_scale
@@ -126,11 +140,11 @@ class DiffusionModel:
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "float32", scheduler: str | None = None,
                         guidance_scale: float = 7.5, resolution: int | None = None, load_kwargs: dict | None = None,
-                        scheduler_config: dict | None = None):
+                        scheduler_config: dict | None = None, eta: float = 0.0):
         """Load with ``diffusers`` ``from_pretrained`` (a hub id or a local directory) in ``dtype``."""
         pipe = load_pipeline(path, dtype=dtype, **(load_kwargs or {}))
         return cls(pipe, guidance_scale=guidance_scale, scheduler=scheduler, resolution=resolution,
-                   scheduler_config=scheduler_config)
+                   scheduler_config=scheduler_config, eta=eta)
 
     # -- components -------------------------------------------------------------------------------
     @property
@@ -245,21 +259,28 @@ class DiffusionModel:
             eps = (z - sa * x0) / sb
         return eps.to(latents.dtype), x0.to(latents.dtype)
 
-    def _step(self, scheduler, t, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        return scheduler.step(output, t, latents, return_dict=False)[0]
+    def _step(self, scheduler, t, seed, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """``scheduler.step``; step noise from ``seed``, identical for every row of the batch."""
+        params, kwargs = step_parameters(scheduler), {}
+        if "generator" in params:
+            kwargs["generator"] = [torch.Generator().manual_seed(int(seed)) for _ in range(latents.shape[0])]
+        if "eta" in params:
+            kwargs["eta"] = self.eta
+        return scheduler.step(output, t, latents, return_dict=False, **kwargs)[0]
 
     def step(self, trajectory: Trajectory, i: int, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """The scheduler step of row ``i`` applied to a batch: the solver state the trajectory had.
+        """The scheduler step of row ``i`` applied to a batch: the solver state and step noise the trajectory had.
 
         ``output``/``latents`` are [N, C, h, w]; the trajectory's scheduler is not touched. A multistep or
         second-order solver keeps the trajectory's history (earlier outputs, the predictor's sample): only the
         evaluation at row ``i`` changes.
         """
         scheduler = batched_state(trajectory.scheduler_states[i], latents.shape[0])
-        return self._step(scheduler, trajectory.timesteps[i], output, latents)
+        return self._step(scheduler, trajectory.timesteps[i], trajectory.noise_seeds[i], output, latents)
 
     def rollout(self, trajectory: Trajectory, i: int, latents: torch.Tensor, output: torch.Tensor | None = None):
-        """Continue the trajectory's sampler from row ``i`` for a batch of (perturbed) z_t to final latents.
+        """Continue the trajectory's sampler from row ``i`` for a batch of (perturbed) z_t to final latents, with
+        the trajectory's step noise.
 
         ``output`` optionally gives the already computed guided model output at row ``i``.
         """
@@ -268,7 +289,7 @@ class DiffusionModel:
         for j in range(i, trajectory.num_steps):
             t = trajectory.timesteps[j]
             out = output if (j == i and output is not None) else self.unet_output(z, t, trajectory.cond)
-            z = self._step(scheduler, t, out, z)
+            z = self._step(scheduler, t, trajectory.noise_seeds[j], out, z)
         return z
 
     @torch.no_grad()
@@ -298,18 +319,19 @@ class DiffusionModel:
     @torch.no_grad()
     def generate(self, prompt: str, seed: int, schedule: Schedule, negative_prompt: str = "") -> Trajectory:
         """Sample once and keep every UNet evaluation's timestep, latent, guided ε and x0-prediction, the solver
-        state before each step (see :class:`Trajectory`)."""
+        state before each step and the step noise seeds (see :class:`Trajectory`)."""
         cond = self.encode(prompt, negative_prompt)
         scheduler = self.scheduler
         schedule.apply(scheduler, device=self.device)
         timesteps = scheduler.timesteps.clone()
+        seeds = noise_seeds(seed, len(timesteps))
         sigma_space = is_sigma_space(scheduler)
         one = torch.ones(1, device=self.device, dtype=self.dtype)
         z = self.initial_latents(seed)
         rows: dict[str, list] = {"latents": [z[0]], "outputs": [], "eps": [], "x0": [], "states": [], "scales": [],
                                  "alpha_bars": [], "stages": []}
         scales: dict[float, float] = {}
-        for t in timesteps:
+        for i, t in enumerate(timesteps):
             rows["stages"].append(0 if getattr(scheduler, "state_in_first_order", True) else 1)
             scale = float(scheduler.scale_model_input(one, t)[0])  # also advances the sampler's own bookkeeping
             if sigma_space:
@@ -318,13 +340,13 @@ class DiffusionModel:
             rows["states"].append(copy.deepcopy(scheduler))
             out = self.unet_output(z, t, cond)
             eps, x0 = self.eps_and_x0(out, z, t)
-            z = self._step(scheduler, t, out, z)
+            z = self._step(scheduler, t, seeds[i], out, z)
             for key, value in (("latents", z), ("outputs", out), ("eps", eps), ("x0", x0)):
                 rows[key].append(value[0])
             rows["scales"].append(level[0])
             rows["alpha_bars"].append(level[1])
         return Trajectory(prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), timesteps=timesteps.cpu(),
                           latents=torch.stack(rows["latents"]), eps=torch.stack(rows["eps"]),
-                          x0=torch.stack(rows["x0"]), cond=cond, scheduler_states=rows["states"],
+                          x0=torch.stack(rows["x0"]), cond=cond, scheduler_states=rows["states"], noise_seeds=seeds,
                           input_scales=torch.tensor(rows["scales"]), alpha_bars=torch.tensor(rows["alpha_bars"]),
                           stages=torch.tensor(rows["stages"]), outputs=torch.stack(rows["outputs"]))

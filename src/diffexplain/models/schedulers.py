@@ -9,7 +9,9 @@ Families, all handled by :class:`~diffexplain.models.DiffusionModel`:
 - variance-preserving (DDIM, DDPM, PNDM, DPM-Solver, UniPC, DEIS): latents z = √ᾱ·x0 + √(1−ᾱ)·ε;
 - sigma-space (Euler, Euler ancestral, Heun, LMS, KDPM2, KDPM2 ancestral): latents x = x0 + σ·ε, the UNet sees
   x/√(σ²+1) (``init_noise_sigma != 1``);
-- second order (Heun, KDPM2): two UNet evaluations per step.
+- second order (Heun, KDPM2): two UNet evaluations per step;
+- stochastic (DDPM, Euler/KDPM2 ancestral, DDIM with ``model.eta > 0``, the ``sde-`` DPM-Solver variants): noise is
+  drawn in ``step`` from seeds the trajectory records, so explainers replay it.
 
 Not offered: ``EDMEulerScheduler`` (EDM preconditioning: it feeds the UNet log-σ "timesteps" that DDPM-trained SD
 models never saw) and ``DPMSolverSDEScheduler`` (needs the ``torchsde`` package, which is not a dependency).
