@@ -48,7 +48,9 @@ class Trajectory:
     KDPM2) evaluate the UNet twice per step: both evaluations are rows (``stages`` 0 then 1), so ``latents[i + 1]``
     after a stage-0 row is the solver's intermediate (predictor) latent and ``explainer.steps`` index evaluations.
 
-    Tensors are on the model's device; ``timesteps`` and the per-row metadata are on the CPU.
+    Tensors are float32 on the model's device whatever ``model.dtype`` (the networks run in that dtype; sampling,
+    x0/ε and everything scored downstream stay in float32); ``cond`` is in the text encoder's dtype; ``timesteps``
+    and the per-row metadata are on the CPU.
     Latents are on the scheduler's own scale: ``input_scales[i] · latents[i]`` is the UNet input and equals
     √ᾱ·x0 + √(1−ᾱ)·ε with ᾱ = ``alpha_bars[i]`` (scale 1 for variance-preserving schedulers; 1/√(σ²+1) and
     ᾱ = 1/(σ²+1) for sigma-space ones, whose latents are x0 + σ·ε).
@@ -119,7 +121,11 @@ def batched_state(scheduler, n: int):
 
 
 class DiffusionModel:
-    """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model)."""
+    """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model).
+
+    Precision: the text encoder, UNet and VAE run in ``model.dtype``; latents, model outputs, ε/x0, scheduler steps
+    and decoded images are float32.
+    """
 
     def __init__(self, pipe, guidance_scale: float = 7.5, scheduler: str | None = None, resolution: int | None = None,
                  scheduler_config: dict | None = None, eta: float = 0.0):
@@ -167,6 +173,7 @@ class DiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The networks' dtype (``model.dtype``); latents and everything derived from them are float32."""
         return self.unet.dtype
 
     @property
@@ -215,17 +222,17 @@ class DiffusionModel:
     def unet_halves(self, latents: torch.Tensor, t, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched UNet call on the guidance batch [latents; latents] [2N, C, h, w] at timestep ``t``.
 
-        Returns the raw (unguided) model outputs ``(uncond, text)``, each [N, C, h, w], in the scheduler's
-        ``prediction_type``. The input is scaled as the scheduler's ``scale_model_input`` does. Gradients flow if
-        enabled by the caller.
+        Returns the raw (unguided) model outputs ``(uncond, text)``, each [N, C, h, w] float32, in the scheduler's
+        ``prediction_type``. The input is scaled as the scheduler's ``scale_model_input`` does and cast to the
+        UNet's dtype. Gradients flow if enabled by the caller.
         """
-        n = latents.shape[0]
+        n, dtype = latents.shape[0], self.dtype
         embeds, added = cond.expand(n)
         scale = self.noise_level(t)[0]
-        x = torch.cat([latents, latents])
-        x = x * scale if scale != 1.0 else x
-        kwargs = {"added_cond_kwargs": added} if added else {}
-        out = self.unet(x, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
+        x = torch.cat([latents, latents]).float()
+        x = (x * scale if scale != 1.0 else x).to(dtype)
+        kwargs = {"added_cond_kwargs": {k: v.to(dtype) for k, v in added.items()}} if added else {}
+        out = self.unet(x, t, encoder_hidden_states=embeds.to(dtype), return_dict=False, **kwargs)[0].float()
         uncond, text = out.chunk(2)
         return uncond, text
 
@@ -236,16 +243,16 @@ class DiffusionModel:
     def unet_output(self, latents: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
         """One batched guided UNet evaluation of ``latents`` [N, C, h, w] at timestep ``t``.
 
-        Returns the guided model output (in the scheduler's ``prediction_type``):
+        Returns the guided model output (float32, in the scheduler's ``prediction_type``):
         out_uncond + g · (out_text − out_uncond). Gradients flow if enabled by the caller.
         """
         return self.guide(*self.unet_halves(latents, t, cond))
 
     def eps_and_x0(self, output: torch.Tensor, latents: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise prediction and x0-prediction from a model output of any ``prediction_type``, for latents
+        """Noise prediction and x0-prediction (float32) from a model output of any ``prediction_type``, for latents
         on the scheduler's scale (see :meth:`noise_level`; for sigma-space schedulers x0 = x − σ·ε)."""
         c, a = self.noise_level(t)
-        z = latents * c
+        z, output = latents.float() * c, output.float()
         sa, sb = math.sqrt(a), math.sqrt(1 - a)
         kind = self.scheduler.config.prediction_type
         if kind == "epsilon":
@@ -257,16 +264,16 @@ class DiffusionModel:
         else:  # "sample"
             x0 = output
             eps = (z - sa * x0) / sb
-        return eps.to(latents.dtype), x0.to(latents.dtype)
+        return eps, x0
 
     def _step(self, scheduler, t, seed, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """``scheduler.step``; step noise from ``seed``, identical for every row of the batch."""
+        """``scheduler.step`` in float32; step noise from ``seed``, identical for every row of the batch."""
         params, kwargs = step_parameters(scheduler), {}
         if "generator" in params:
             kwargs["generator"] = [torch.Generator().manual_seed(int(seed)) for _ in range(latents.shape[0])]
         if "eta" in params:
             kwargs["eta"] = self.eta
-        return scheduler.step(output, t, latents, return_dict=False, **kwargs)[0]
+        return scheduler.step(output.float(), t, latents.float(), return_dict=False, **kwargs)[0]
 
     def step(self, trajectory: Trajectory, i: int, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
         """The scheduler step of row ``i`` applied to a batch: the solver state and step noise the trajectory had.
@@ -295,25 +302,20 @@ class DiffusionModel:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
         """Latents [N, C, h, w] → images [N, 3, H, W] in [0, 1] (float32) through the VAE."""
-        vae = self.pipe.vae
-        images = []
-        for chunk in latents.split(batch_size):
-            img = vae.decode(chunk.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-            images.append((img.float() / 2 + 0.5).clamp(0, 1))
-        return torch.cat(images)
+        return torch.cat([self.decode_with_grad(chunk) for chunk in latents.split(batch_size)])
 
     def decode_with_grad(self, latents: torch.Tensor) -> torch.Tensor:
         """Like :meth:`decode` but differentiable (for gradient-based explainers)."""
         vae = self.pipe.vae
-        img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        img = vae.decode((latents.float() / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0]
         return (img.float() / 2 + 0.5).clamp(0, 1)
 
     def initial_latents(self, seed: int) -> torch.Tensor:
-        """z_T for ``seed`` and the current schedule's ``init_noise_sigma``: drawn on the CPU so a seed gives the
-        same noise on every device."""
+        """z_T (float32) for ``seed`` and the current schedule's ``init_noise_sigma``: drawn on the CPU so a seed
+        gives the same noise on every device."""
         g = torch.Generator("cpu").manual_seed(int(seed))
         z = torch.randn((1, *self.latent_shape), generator=g, dtype=torch.float32)
-        return (z * float(self.scheduler.init_noise_sigma)).to(self.device, self.dtype)
+        return (z * float(self.scheduler.init_noise_sigma)).to(self.device)
 
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -326,7 +328,7 @@ class DiffusionModel:
         timesteps = scheduler.timesteps.clone()
         seeds = noise_seeds(seed, len(timesteps))
         sigma_space = is_sigma_space(scheduler)
-        one = torch.ones(1, device=self.device, dtype=self.dtype)
+        one = torch.ones(1, device=self.device)
         z = self.initial_latents(seed)
         rows: dict[str, list] = {"latents": [z[0]], "outputs": [], "eps": [], "x0": [], "states": [], "scales": [],
                                  "alpha_bars": [], "stages": []}
