@@ -78,3 +78,11 @@ def test_tiny_model_takes_a_dtype():
     assert {p.dtype for p in model.pipe.text_encoder.parameters()} == {torch.bfloat16}
     assert model.generate(PROMPT, 0, Uniform(2)).latents.dtype == torch.float32
 
+
+def test_sdxl_vae_stays_float32_in_float16_as_diffusers_does():
+    """SDXL's VAE overflows in float16 (its config says force_upcast); SD's VAE follows model.dtype."""
+    sdxl = tiny_model(variant="sdxl", dtype="float16")
+    assert sdxl.dtype == sdxl.pipe.text_encoder_2.dtype == torch.float16 and sdxl.pipe.vae.dtype == torch.float32
+    traj = sdxl.generate(PROMPT, 0, Uniform(2))
+    assert torch.isfinite(traj.latents).all() and sdxl.decode(traj.latents[-1:]).dtype == torch.float32
+    assert tiny_model(variant="sd", dtype="float16").pipe.vae.dtype == torch.float16

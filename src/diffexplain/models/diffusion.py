@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+from diffusers import StableDiffusionXLPipeline
 
 from diffexplain.errors import check
 from diffexplain.models.loading import load_pipeline
@@ -123,7 +124,8 @@ def batched_state(scheduler, n: int):
 class DiffusionModel:
     """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model).
 
-    Precision: the text encoder, UNet and VAE run in ``model.dtype``; latents, model outputs, ε/x0, scheduler steps
+    Precision: the text encoder, UNet and VAE run in ``model.dtype`` (SDXL's VAE stays float32 in float16 when its
+    config says ``force_upcast``, as diffusers' SDXL pipeline does); latents, model outputs, ε/x0, scheduler steps
     and decoded images are float32.
     """
 
@@ -138,6 +140,9 @@ class DiffusionModel:
               f"0 for {type(pipe.scheduler).__name__} (η > 0 needs a scheduler whose step takes it: DDIMScheduler)")
         self.eta = float(eta)
         self._input_scales: dict[float, float] = {}  # timestep → 1/√(σ²+1) of sigma-space samplers (see noise_level)
+        if isinstance(pipe, StableDiffusionXLPipeline) and pipe.vae.dtype == torch.float16 \
+                and getattr(pipe.vae.config, "force_upcast", False):
+            pipe.vae.to(torch.float32)  # SDXL's VAE overflows in float16
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self.resolution = resolution or pipe.unet.config.sample_size * self.vae_scale
         check(self.resolution % self.vae_scale == 0, "model.resolution", resolution,
@@ -190,9 +195,14 @@ class DiffusionModel:
     # -- building blocks --------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, prompt: str, negative_prompt: str = "") -> Conditioning:
-        """Encode one prompt with its unconditional (negative-prompt) half."""
+        """Encode one prompt with its unconditional (negative-prompt) half.
+
+        An empty negative prompt is the pipeline's own default: the empty string's embedding for SD 1.x/2.x, zeros
+        for SDXL (``force_zeros_for_empty_prompt``). SDXL adds the pooled embedding of its second text encoder and
+        the time ids (original size, crop (0, 0), target size = ``model.resolution``) to both halves.
+        """
         out = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
-                                      do_classifier_free_guidance=True, negative_prompt=negative_prompt)
+                                      do_classifier_free_guidance=True, negative_prompt=negative_prompt or None)
         if len(out) == 4:  # SDXL: (embeds, negative, pooled, negative pooled)
             embeds, neg, pooled, neg_pooled = out
             side = self.resolution
@@ -299,6 +309,20 @@ class DiffusionModel:
             z = self._step(scheduler, t, trajectory.noise_seeds[j], out, z)
         return z
 
+    def _vae_input(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → the VAE decoder's input in its dtype (unscaled, and un-normalised where the VAE has
+        ``latents_mean``/``latents_std``)."""
+        config = self.pipe.vae.config
+        z = latents.float()
+        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        if mean is not None and std is not None:
+            shape = (1, -1, 1, 1)
+            z = z * torch.tensor(std, device=z.device).view(shape) / config.scaling_factor \
+                + torch.tensor(mean, device=z.device).view(shape)
+        else:
+            z = z / config.scaling_factor
+        return z.to(self.pipe.vae.dtype)
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
         """Latents [N, C, h, w] → images [N, 3, H, W] in [0, 1] (float32) through the VAE."""
@@ -306,8 +330,7 @@ class DiffusionModel:
 
     def decode_with_grad(self, latents: torch.Tensor) -> torch.Tensor:
         """Like :meth:`decode` but differentiable (for gradient-based explainers)."""
-        vae = self.pipe.vae
-        img = vae.decode((latents.float() / vae.config.scaling_factor).to(vae.dtype), return_dict=False)[0]
+        img = self.pipe.vae.decode(self._vae_input(latents), return_dict=False)[0]
         return (img.float() / 2 + 0.5).clamp(0, 1)
 
     def initial_latents(self, seed: int) -> torch.Tensor:
