@@ -23,7 +23,7 @@ def test_generate_is_bitwise_deterministic_and_seed_dependent(tiny):
     a = tiny.generate(PROMPT, 0, Uniform(6))
     b = tiny.generate(PROMPT, 0, Uniform(6))
     c = tiny.generate(PROMPT, 1, Uniform(6))
-    for name in ("latents", "eps", "x0"):
+    for name in ("latents", "outputs", "eps", "x0", "noise_seeds", "input_scales", "alpha_bars", "stages"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert not torch.equal(a.latents, c.latents)
 

@@ -33,20 +33,28 @@ class Schedule:
     def timesteps(self, num_train_timesteps: int) -> list[int] | None:
         raise NotImplementedError
 
-    def apply(self, scheduler, device=None) -> list[int]:
-        """Set the scheduler's timesteps and return those it will actually use."""
+    def apply(self, scheduler, device=None) -> list[int | float]:
+        """Set the scheduler's timesteps and return those it will actually use, one per UNet evaluation.
+
+        Second-order schedulers (Heun, KDPM2) evaluate the UNet twice per step, so they return about 2·num_steps
+        timesteps; KDPM2's second evaluations sit at interpolated (fractional) timesteps.
+        """
         ts = self.timesteps(scheduler.config.num_train_timesteps)
-        if ts is None:
-            scheduler.set_timesteps(self.num_steps, device=device)
-        else:
-            if not accepts_timesteps(type(scheduler)):
-                raise UserError(
-                    "model.scheduler", type(scheduler).__name__,
-                    f"schedule={self.name} sets custom timesteps; model.scheduler choices that take them: "
-                    + ", ".join(schedulers_accepting_timesteps()),
-                )
-            scheduler.set_timesteps(timesteps=ts, device=device)
-        return [int(t) for t in scheduler.timesteps]
+        if ts is not None and not accepts_timesteps(type(scheduler)):
+            raise UserError(
+                "model.scheduler", type(scheduler).__name__,
+                f"schedule={self.name} sets custom timesteps; model.scheduler choices that take them: "
+                + ", ".join(schedulers_accepting_timesteps()),
+            )
+        try:
+            if ts is None:
+                scheduler.set_timesteps(self.num_steps, device=device)
+            else:
+                scheduler.set_timesteps(timesteps=ts, device=device)
+        except ValueError as e:  # e.g. PNDM's Runge-Kutta warm-up needs at least 4 steps
+            raise UserError("schedule.num_steps", self.num_steps,
+                            f"a schedule {type(scheduler).__name__} can take; it says: {str(e).splitlines()[0]}") from e
+        return [int(t) if float(t).is_integer() else float(t) for t in scheduler.timesteps]
 
 
 def _check_steps(num_steps: int) -> None:

@@ -83,7 +83,7 @@ class RISE(Explainer):
         g = self.generator(trajectory, i)
         _, h, w = trajectory.latents.shape[1:]
         outcome = self.outcome(trajectory, i)
-        z = trajectory.latents[i: i + 1].to(self.model.device, self.model.dtype)
+        z = trajectory.latents[i: i + 1].to(self.model.device, torch.float32)
         reference = outcome.reference().float()
         weighted, mask_sum, score_sum = (torch.zeros((h, w), device=self.model.device) for _ in range(3))
         for start in range(0, self.n_masks, self.batch_size):

@@ -8,14 +8,17 @@ the unconditional and conditional halves of classifier-free guidance go through 
 from __future__ import annotations
 
 import copy
+import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
+from diffusers import StableDiffusionXLPipeline
 
 from diffexplain.errors import check
 from diffexplain.models.loading import load_pipeline
-from diffexplain.models.schedulers import swap_scheduler
+from diffexplain.models.schedulers import is_sigma_space, step_parameters, swap_scheduler
 
 if TYPE_CHECKING:
     from diffexplain.schedules import Schedule
@@ -41,19 +44,35 @@ class Conditioning:
 class Trajectory:
     """One sampled denoising trajectory; explainers read it and never re-run it.
 
-    Index i is the i-th step of the schedule: ``latents[i]`` is z at ``timesteps[i]`` (the UNet input),
-    ``latents[i + 1]`` the scheduler's output; ``latents[-1]`` is the final latent.
+    Row i is the i-th UNet evaluation of the sampler: ``latents[i]`` is its input z at ``timesteps[i]``,
+    ``latents[i + 1]`` the scheduler's output; ``latents[-1]`` is the final latent. Second-order schedulers (Heun,
+    KDPM2) evaluate the UNet twice per step: both evaluations are rows (``stages`` 0 then 1), so ``latents[i + 1]``
+    after a stage-0 row is the solver's intermediate (predictor) latent and ``explainer.steps`` index evaluations.
+
+    Tensors are float32 on the model's device whatever ``model.dtype`` (the networks run in that dtype; sampling,
+    x0/ε and everything scored downstream stay in float32); ``cond`` is in the text encoder's dtype; ``timesteps``
+    and the per-row metadata are on the CPU.
+    Latents are on the scheduler's own scale: ``input_scales[i] · latents[i]`` is the UNet input and equals
+    √ᾱ·x0 + √(1−ᾱ)·ε with ᾱ = ``alpha_bars[i]`` (scale 1 for variance-preserving schedulers; 1/√(σ²+1) and
+    ᾱ = 1/(σ²+1) for sigma-space ones, whose latents are x0 + σ·ε).
+    Stochastic schedulers draw their step noise from ``noise_seeds[i]`` (one CPU generator per batch row, all seeded
+    alike), so :meth:`DiffusionModel.step` and :meth:`DiffusionModel.rollout` replay the trajectory's own noise.
     """
 
     prompt: str
     negative_prompt: str
     seed: int
-    timesteps: torch.Tensor  # [T] long
+    timesteps: torch.Tensor  # [T] the scheduler's timesteps (long, or float for sigma-space schedulers)
     latents: torch.Tensor  # [T+1, C, h, w]
     eps: torch.Tensor  # [T, C, h, w] guided noise prediction
     x0: torch.Tensor  # [T, C, h, w] x0-prediction (latent space)
     cond: Conditioning
-    scheduler_states: list = field(repr=False, default_factory=list)  # scheduler before step i
+    scheduler_states: list = field(repr=False, default_factory=list)  # scheduler as step i sees it
+    noise_seeds: torch.Tensor | None = None  # [T] long: the seed of step i's noise
+    input_scales: torch.Tensor | None = None  # [T] float: UNet input = input_scales[i] · latents[i]
+    alpha_bars: torch.Tensor | None = None  # [T] float: the ᾱ the sampler assigns to row i
+    stages: torch.Tensor | None = None  # [T] long: 0 = first UNet evaluation of a solver step, 1 = its second
+    outputs: torch.Tensor | None = None  # [T, C, h, w] guided model output (in the scheduler's prediction_type)
 
     @property
     def num_steps(self) -> int:
@@ -78,14 +97,52 @@ def resolve_steps(steps, num_steps: int, key: str = "explainer.steps") -> list[i
     return out
 
 
-class DiffusionModel:
-    """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model)."""
+def noise_seeds(seed: int, n: int) -> torch.Tensor:
+    """[n] seeds for the step noise of a trajectory with ``seed`` (independent of the z_T stream of that seed)."""
+    return torch.tensor([int(hashlib.sha1(f"step-noise|{int(seed)}|{i}".encode()).hexdigest()[:15], 16)
+                         for i in range(n)], dtype=torch.long)
 
-    def __init__(self, pipe, guidance_scale: float = 7.5, scheduler: str | None = None, resolution: int | None = None):
+
+def batched_state(scheduler, n: int):
+    """A copy of a scheduler whose per-sample state (tensors of batch 1: a multistep solver's history, Heun's
+    predictor sample, PNDM's Runge–Kutta accumulators) is repeated to a batch of ``n``, so that steps which update
+    that state in place work on a batch."""
+    scheduler = copy.deepcopy(scheduler)
+
+    def grow(x):
+        if torch.is_tensor(x) and x.dim() == 4 and x.shape[0] == 1 and n > 1:
+            return x.expand(n, *x.shape[1:]).clone()
+        if isinstance(x, list):
+            return [grow(v) for v in x]
+        return x
+
+    for name, value in vars(scheduler).items():
+        setattr(scheduler, name, grow(value))
+    return scheduler
+
+
+class DiffusionModel:
+    """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model).
+
+    Precision: the text encoder, UNet and VAE run in ``model.dtype`` (SDXL's VAE stays float32 in float16 when its
+    config says ``force_upcast``, as diffusers' SDXL pipeline does); latents, model outputs, ε/x0, scheduler steps
+    and decoded images are float32.
+    """
+
+    def __init__(self, pipe, guidance_scale: float = 7.5, scheduler: str | None = None, resolution: int | None = None,
+                 scheduler_config: dict | None = None, eta: float = 0.0):
         check(guidance_scale >= 0, "model.guidance_scale", guidance_scale, "a number >= 0")
+        check(eta >= 0, "model.eta", eta, "a number >= 0 (DDIM's η; 0 = deterministic)")
         self.pipe = pipe
         self.guidance_scale = float(guidance_scale)
-        swap_scheduler(pipe, scheduler)
+        swap_scheduler(pipe, scheduler, scheduler_config)
+        check(eta == 0 or "eta" in step_parameters(pipe.scheduler), "model.eta", eta,
+              f"0 for {type(pipe.scheduler).__name__} (η > 0 needs a scheduler whose step takes it: DDIMScheduler)")
+        self.eta = float(eta)
+        self._input_scales: dict[float, float] = {}  # timestep → 1/√(σ²+1) of sigma-space samplers (see noise_level)
+        if isinstance(pipe, StableDiffusionXLPipeline) and pipe.vae.dtype == torch.float16 \
+                and getattr(pipe.vae.config, "force_upcast", False):
+            pipe.vae.to(torch.float32)  # SDXL's VAE overflows in float16
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self.resolution = resolution or pipe.unet.config.sample_size * self.vae_scale
         check(self.resolution % self.vae_scale == 0, "model.resolution", resolution,
@@ -93,10 +150,12 @@ class DiffusionModel:
 
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "float32", scheduler: str | None = None,
-                        guidance_scale: float = 7.5, resolution: int | None = None, load_kwargs: dict | None = None):
-        """Load with ``diffusers`` ``from_pretrained`` (a hub id or a local directory)."""
+                        guidance_scale: float = 7.5, resolution: int | None = None, load_kwargs: dict | None = None,
+                        scheduler_config: dict | None = None, eta: float = 0.0):
+        """Load with ``diffusers`` ``from_pretrained`` (a hub id or a local directory) in ``dtype``."""
         pipe = load_pipeline(path, dtype=dtype, **(load_kwargs or {}))
-        return cls(pipe, guidance_scale=guidance_scale, scheduler=scheduler, resolution=resolution)
+        return cls(pipe, guidance_scale=guidance_scale, scheduler=scheduler, resolution=resolution,
+                   scheduler_config=scheduler_config, eta=eta)
 
     # -- components -------------------------------------------------------------------------------
     @property
@@ -119,6 +178,7 @@ class DiffusionModel:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The networks' dtype (``model.dtype``); latents and everything derived from them are float32."""
         return self.unet.dtype
 
     @property
@@ -128,14 +188,21 @@ class DiffusionModel:
 
     def to(self, device) -> DiffusionModel:
         self.pipe.to(device)
+        if "_unet" in self.__dict__:
+            self._unet.to(device)
         return self
 
     # -- building blocks --------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, prompt: str, negative_prompt: str = "") -> Conditioning:
-        """Encode one prompt with its unconditional (negative-prompt) half."""
+        """Encode one prompt with its unconditional (negative-prompt) half.
+
+        An empty negative prompt is the pipeline's own default: the empty string's embedding for SD 1.x/2.x, zeros
+        for SDXL (``force_zeros_for_empty_prompt``). SDXL adds the pooled embedding of its second text encoder and
+        the time ids (original size, crop (0, 0), target size = ``model.resolution``) to both halves.
+        """
         out = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
-                                      do_classifier_free_guidance=True, negative_prompt=negative_prompt)
+                                      do_classifier_free_guidance=True, negative_prompt=negative_prompt or None)
         if len(out) == 4:  # SDXL: (embeds, negative, pooled, negative pooled)
             embeds, neg, pooled, neg_pooled = out
             side = self.resolution
@@ -145,17 +212,37 @@ class DiffusionModel:
         embeds, neg = out
         return Conditioning(torch.cat([neg, embeds]))
 
+    def noise_level(self, t) -> tuple[float, float]:
+        """``(c, ᾱ)`` of timestep ``t`` under this model's sampler: the UNet input c·z equals √ᾱ·x0 + √(1−ᾱ)·ε.
+
+        Variance-preserving schedulers: c = 1 and ᾱ_t of the training schedule. Sigma-space schedulers:
+        c = 1/√(σ²+1) and ᾱ = c², with the σ the sampler used at ``t`` when this model generated through ``t`` (read
+        from the scheduler, since KDPM2 interpolates σ between steps). Where two rows of a schedule share a timestep
+        they share this level, the first row's (Heun's repeated timesteps have one σ; KDPM2 ancestral's last two
+        rows, both clipped to t = 0, are 1e-7 apart), so a timestep's UNet evaluation is one function of t.
+        """
+        if not is_sigma_space(self.scheduler):
+            return 1.0, float(self.scheduler.alphas_cumprod[int(t)])
+        c = self._input_scales.get(float(t))
+        if c is None:
+            raise ValueError(f"timestep {float(t)} was not visited by a trajectory this model's "
+                             f"{type(self.scheduler).__name__} generated")
+        return c, c * c
+
     def unet_halves(self, latents: torch.Tensor, t, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched UNet call on the guidance batch [latents; latents] [2N, C, h, w] at timestep ``t``.
 
-        Returns the raw (unguided) model outputs ``(uncond, text)``, each [N, C, h, w], in the scheduler's
-        ``prediction_type``. Gradients flow if enabled by the caller.
+        Returns the raw (unguided) model outputs ``(uncond, text)``, each [N, C, h, w] float32, in the scheduler's
+        ``prediction_type``. The input is scaled as the scheduler's ``scale_model_input`` does and cast to the
+        UNet's dtype. Gradients flow if enabled by the caller.
         """
-        n = latents.shape[0]
+        n, dtype = latents.shape[0], self.dtype
         embeds, added = cond.expand(n)
-        x = self.scheduler.scale_model_input(torch.cat([latents, latents]), t)
-        kwargs = {"added_cond_kwargs": added} if added else {}
-        out = self.unet(x, t, encoder_hidden_states=embeds, return_dict=False, **kwargs)[0]
+        scale = self.noise_level(t)[0]
+        x = torch.cat([latents, latents]).float()
+        x = (x * scale if scale != 1.0 else x).to(dtype)
+        kwargs = {"added_cond_kwargs": {k: v.to(dtype) for k, v in added.items()}} if added else {}
+        out = self.unet(x, t, encoder_hidden_states=embeds.to(dtype), return_dict=False, **kwargs)[0].float()
         uncond, text = out.chunk(2)
         return uncond, text
 
@@ -166,90 +253,125 @@ class DiffusionModel:
     def unet_output(self, latents: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
         """One batched guided UNet evaluation of ``latents`` [N, C, h, w] at timestep ``t``.
 
-        Returns the guided model output (in the scheduler's ``prediction_type``):
+        Returns the guided model output (float32, in the scheduler's ``prediction_type``):
         out_uncond + g · (out_text − out_uncond). Gradients flow if enabled by the caller.
         """
         return self.guide(*self.unet_halves(latents, t, cond))
 
-    def _alpha_bar(self, t, like: torch.Tensor) -> torch.Tensor:
-        return self.scheduler.alphas_cumprod.to(like.device, torch.float32)[int(t)]
-
     def eps_and_x0(self, output: torch.Tensor, latents: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise prediction and x0-prediction from a model output of any ``prediction_type``."""
-        a = self._alpha_bar(t, latents)
-        sa, sb = a.sqrt(), (1 - a).sqrt()
+        """Noise prediction and x0-prediction (float32) from a model output of any ``prediction_type``, for latents
+        on the scheduler's scale (see :meth:`noise_level`; for sigma-space schedulers x0 = x − σ·ε)."""
+        c, a = self.noise_level(t)
+        z, output = latents.float() * c, output.float()
+        sa, sb = math.sqrt(a), math.sqrt(1 - a)
         kind = self.scheduler.config.prediction_type
         if kind == "epsilon":
             eps = output
-            x0 = (latents - sb * eps) / sa
+            x0 = (z - sb * eps) / sa
         elif kind == "v_prediction":
-            x0 = sa * latents - sb * output
-            eps = sa * output + sb * latents
+            x0 = sa * z - sb * output
+            eps = sa * output + sb * z
         else:  # "sample"
             x0 = output
-            eps = (latents - sa * x0) / sb
-        return eps.to(latents.dtype), x0.to(latents.dtype)
+            eps = (z - sa * x0) / sb
+        return eps, x0
+
+    def _step(self, scheduler, t, seed, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """``scheduler.step`` in float32; step noise from ``seed``, identical for every row of the batch."""
+        params, kwargs = step_parameters(scheduler), {}
+        if "generator" in params:
+            kwargs["generator"] = [torch.Generator().manual_seed(int(seed)) for _ in range(latents.shape[0])]
+        if "eta" in params:
+            kwargs["eta"] = self.eta
+        return scheduler.step(output.float(), t, latents.float(), return_dict=False, **kwargs)[0]
 
     def step(self, trajectory: Trajectory, i: int, output: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """The scheduler step of step ``i`` applied to a batch: the same solver state the trajectory had at i.
+        """The scheduler step of row ``i`` applied to a batch: the solver state and step noise the trajectory had.
 
-        ``output``/``latents`` are [N, C, h, w]; the trajectory's scheduler is not touched.
+        ``output``/``latents`` are [N, C, h, w]; the trajectory's scheduler is not touched. A multistep or
+        second-order solver keeps the trajectory's history (earlier outputs, the predictor's sample): only the
+        evaluation at row ``i`` changes.
         """
-        scheduler = copy.deepcopy(trajectory.scheduler_states[i])
-        return scheduler.step(output, trajectory.timesteps[i], latents, return_dict=False)[0]
+        scheduler = batched_state(trajectory.scheduler_states[i], latents.shape[0])
+        return self._step(scheduler, trajectory.timesteps[i], trajectory.noise_seeds[i], output, latents)
 
     def rollout(self, trajectory: Trajectory, i: int, latents: torch.Tensor, output: torch.Tensor | None = None):
-        """Continue the trajectory's sampler from step ``i`` for a batch of (perturbed) z_t to final latents.
+        """Continue the trajectory's sampler from row ``i`` for a batch of (perturbed) z_t to final latents, with
+        the trajectory's step noise.
 
-        ``output`` optionally gives the already computed guided model output at step ``i``.
+        ``output`` optionally gives the already computed guided model output at row ``i``.
         """
-        scheduler = copy.deepcopy(trajectory.scheduler_states[i])
+        scheduler = batched_state(trajectory.scheduler_states[i], latents.shape[0])
         z = latents
         for j in range(i, trajectory.num_steps):
             t = trajectory.timesteps[j]
             out = output if (j == i and output is not None) else self.unet_output(z, t, trajectory.cond)
-            z = scheduler.step(out, t, z, return_dict=False)[0]
+            z = self._step(scheduler, t, trajectory.noise_seeds[j], out, z)
         return z
+
+    def _vae_input(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents → the VAE decoder's input in its dtype (unscaled, and un-normalised where the VAE has
+        ``latents_mean``/``latents_std``)."""
+        config = self.pipe.vae.config
+        z = latents.float()
+        mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+        if mean is not None and std is not None:
+            shape = (1, -1, 1, 1)
+            z = z * torch.tensor(std, device=z.device).view(shape) / config.scaling_factor \
+                + torch.tensor(mean, device=z.device).view(shape)
+        else:
+            z = z / config.scaling_factor
+        return z.to(self.pipe.vae.dtype)
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
         """Latents [N, C, h, w] → images [N, 3, H, W] in [0, 1] (float32) through the VAE."""
-        vae = self.pipe.vae
-        images = []
-        for chunk in latents.split(batch_size):
-            img = vae.decode(chunk.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
-            images.append((img.float() / 2 + 0.5).clamp(0, 1))
-        return torch.cat(images)
+        return torch.cat([self.decode_with_grad(chunk) for chunk in latents.split(batch_size)])
 
     def decode_with_grad(self, latents: torch.Tensor) -> torch.Tensor:
         """Like :meth:`decode` but differentiable (for gradient-based explainers)."""
-        vae = self.pipe.vae
-        img = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        img = self.pipe.vae.decode(self._vae_input(latents), return_dict=False)[0]
         return (img.float() / 2 + 0.5).clamp(0, 1)
 
     def initial_latents(self, seed: int) -> torch.Tensor:
-        """z_T for ``seed``: drawn on the CPU so a seed gives the same noise on every device."""
+        """z_T (float32) for ``seed`` and the current schedule's ``init_noise_sigma``: drawn on the CPU so a seed
+        gives the same noise on every device."""
         g = torch.Generator("cpu").manual_seed(int(seed))
         z = torch.randn((1, *self.latent_shape), generator=g, dtype=torch.float32)
-        return (z * self.scheduler.init_noise_sigma).to(self.device, self.dtype)
+        return (z * float(self.scheduler.init_noise_sigma)).to(self.device)
 
     # -- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompt: str, seed: int, schedule: Schedule, negative_prompt: str = "") -> Trajectory:
-        """Sample once and keep every step's timestep, latent, guided noise prediction and x0-prediction."""
+        """Sample once and keep every UNet evaluation's timestep, latent, guided ε and x0-prediction, the solver
+        state before each step and the step noise seeds (see :class:`Trajectory`)."""
         cond = self.encode(prompt, negative_prompt)
-        schedule.apply(self.scheduler, device=self.device)
-        timesteps = self.scheduler.timesteps.clone()
+        scheduler = self.scheduler
+        schedule.apply(scheduler, device=self.device)
+        timesteps = scheduler.timesteps.clone()
+        seeds = noise_seeds(seed, len(timesteps))
+        sigma_space = is_sigma_space(scheduler)
+        one = torch.ones(1, device=self.device)
         z = self.initial_latents(seed)
-        latents, eps_all, x0_all, states = [z[0]], [], [], []
-        for t in timesteps:
-            states.append(copy.deepcopy(self.scheduler))
+        rows: dict[str, list] = {"latents": [z[0]], "outputs": [], "eps": [], "x0": [], "states": [], "scales": [],
+                                 "alpha_bars": [], "stages": []}
+        scales: dict[float, float] = {}
+        for i, t in enumerate(timesteps):
+            rows["stages"].append(0 if getattr(scheduler, "state_in_first_order", True) else 1)
+            scale = float(scheduler.scale_model_input(one, t)[0])  # also advances the sampler's own bookkeeping
+            if sigma_space:
+                self._input_scales[float(t)] = scales.setdefault(float(t), scale)
+            level = self.noise_level(t)
+            rows["states"].append(copy.deepcopy(scheduler))
             out = self.unet_output(z, t, cond)
             eps, x0 = self.eps_and_x0(out, z, t)
-            z = self.scheduler.step(out, t, z, return_dict=False)[0]
-            latents.append(z[0])
-            eps_all.append(eps[0])
-            x0_all.append(x0[0])
-        return Trajectory(prompt=prompt, negative_prompt=negative_prompt, seed=int(seed),
-                          timesteps=timesteps.cpu().long(), latents=torch.stack(latents), eps=torch.stack(eps_all),
-                          x0=torch.stack(x0_all), cond=cond, scheduler_states=states)
+            z = self._step(scheduler, t, seeds[i], out, z)
+            for key, value in (("latents", z), ("outputs", out), ("eps", eps), ("x0", x0)):
+                rows[key].append(value[0])
+            rows["scales"].append(level[0])
+            rows["alpha_bars"].append(level[1])
+        return Trajectory(prompt=prompt, negative_prompt=negative_prompt, seed=int(seed), timesteps=timesteps.cpu(),
+                          latents=torch.stack(rows["latents"]), eps=torch.stack(rows["eps"]),
+                          x0=torch.stack(rows["x0"]), cond=cond, scheduler_states=rows["states"], noise_seeds=seeds,
+                          input_scales=torch.tensor(rows["scales"]), alpha_bars=torch.tensor(rows["alpha_bars"]),
+                          stages=torch.tensor(rows["stages"]), outputs=torch.stack(rows["outputs"]))

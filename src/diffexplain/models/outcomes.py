@@ -25,7 +25,9 @@ TARGETS = ("paper", "next_latent", "x0", "final")
 class Outcome:
     """``outcome(latents[N, C, h, w]) -> [N, ...]`` for one step of one trajectory; ``reference()`` -> [1, ...].
 
-    Differentiable when gradients are enabled (decoding too). The trajectory is never modified.
+    Differentiable when gradients are enabled (decoding too). The trajectory is never modified. Outcomes are float32
+    whatever ``model.dtype`` (only the UNet and VAE calls run in it); stochastic schedulers replay the trajectory's
+    own step noise, so the unperturbed z_t leads exactly to the trajectory's z_{t−1}.
     """
 
     def __init__(self, model, trajectory, i: int, target: str = "next_latent", image_domain: bool = False,
@@ -45,7 +47,7 @@ class Outcome:
     def __call__(self, latents: torch.Tensor, output: torch.Tensor | None = None) -> torch.Tensor:
         """The outcome of one batched guided evaluation of ``latents`` (``output``: that evaluation, if known)."""
         model, traj, i, t = self.model, self.trajectory, self.i, self.timestep
-        latents = latents.to(model.device, model.dtype)
+        latents = latents.to(model.device, torch.float32)
         out = model.unet_output(latents, t, traj.cond) if output is None else output
         if self.target == "paper":
             result = model.eps_and_x0(out, latents, t)[0]
@@ -61,7 +63,7 @@ class Outcome:
         """The unperturbed outcome [1, ...] (for ``paper``: the unperturbed next latent), computed once."""
         if self._reference is None:
             with torch.no_grad():
-                z = self.trajectory.latents[self.i: self.i + 1].to(self.model.device, self.model.dtype)
+                z = self.trajectory.latents[self.i: self.i + 1].to(self.model.device, torch.float32)
                 if self.target == "paper":
                     out = self.model.unet_output(z, self.timestep, self.trajectory.cond)
                     ref = self.model.step(self.trajectory, self.i, out, z)

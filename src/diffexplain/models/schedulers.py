@@ -1,30 +1,68 @@
-"""The swappable samplers (``model.scheduler``): diffusers schedulers of the variance-preserving family.
+"""The swappable samplers (``model.scheduler``): every diffusers scheduler Stable Diffusion pipelines accept.
 
-All of them keep latents on the ᾱ scale (``init_noise_sigma == 1``), so x0 = (z − √(1−ᾱ)·ε)/√ᾱ holds for every
-step, and deterministic steps, so a masked evaluation can be stepped like the unmasked one. Sigma-space (Euler, Heun, LMS) and stochastic (DDPM) schedulers are not offered.
+``model.scheduler`` takes a diffusers class name (``EulerDiscreteScheduler``, ``HeunDiscreteScheduler``,
+``DDPMScheduler``, ...) or one of the short names ``ddim``, ``dpm_solver``, ``pndm``, ``unipc``; the new scheduler is
+built from the pipeline's scheduler config (its betas and ``prediction_type``), with ``model.scheduler_config``
+overrides (e.g. ``{algorithm_type: sde-dpmsolver++}`` or ``{use_karras_sigmas: true}``).
+
+Families, all handled by :class:`~diffexplain.models.DiffusionModel`:
+- variance-preserving (DDIM, DDPM, PNDM, DPM-Solver, UniPC, DEIS): latents z = √ᾱ·x0 + √(1−ᾱ)·ε;
+- sigma-space (Euler, Euler ancestral, Heun, LMS, KDPM2, KDPM2 ancestral): latents x = x0 + σ·ε, the UNet sees
+  x/√(σ²+1) (``init_noise_sigma != 1``);
+- second order (Heun, KDPM2): two UNet evaluations per step;
+- stochastic (DDPM, Euler/KDPM2 ancestral, DDIM with ``model.eta > 0``, the ``sde-`` DPM-Solver variants): noise is
+  drawn in ``step`` from seeds the trajectory records, so explainers replay it.
+
+Not offered: ``EDMEulerScheduler`` (EDM preconditioning: it feeds the UNet log-σ "timesteps" that DDPM-trained SD
+models never saw) and ``DPMSolverSDEScheduler`` (needs the ``torchsde`` package, which is not a dependency).
 """
 
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    PNDMScheduler,
-    UniPCMultistepScheduler,
-)
+from __future__ import annotations
+
+import inspect
+
+import diffusers
+from diffusers.schedulers import KarrasDiffusionSchedulers
 
 from diffexplain.errors import check
 
-SCHEDULERS = {
-    "ddim": DDIMScheduler,
-    "dpm_solver": DPMSolverMultistepScheduler,
-    "pndm": PNDMScheduler,
-    "unipc": UniPCMultistepScheduler,
+SHORT_NAMES = {
+    "ddim": "DDIMScheduler",
+    "dpm_solver": "DPMSolverMultistepScheduler",
+    "pndm": "PNDMScheduler",
+    "unipc": "UniPCMultistepScheduler",
 }
+NOT_OFFERED = ("EDMEulerScheduler", "DPMSolverSDEScheduler")
+CLASS_NAMES = tuple(s.name for s in KarrasDiffusionSchedulers if s.name not in NOT_OFFERED)
+SCHEDULERS = {**{short: getattr(diffusers, cls) for short, cls in SHORT_NAMES.items()},
+              **{name: getattr(diffusers, name) for name in CLASS_NAMES}}
 
 
-def swap_scheduler(pipe, name: str | None):
-    """Replace ``pipe.scheduler`` with scheduler ``name`` built from the pipeline's scheduler config (None keeps it)."""
-    if name is None:
+def scheduler_class(name: str):
+    """The diffusers class for a ``model.scheduler`` choice (a short name or a class name)."""
+    check(name in SCHEDULERS, "model.scheduler", name, f"one of {list(SCHEDULERS)} or null")
+    return SCHEDULERS[name]
+
+
+def swap_scheduler(pipe, name: str | None, overrides: dict | None = None):
+    """Replace ``pipe.scheduler`` with scheduler ``name`` (None keeps its class) built from the pipeline's scheduler
+    config, with ``overrides`` of that config."""
+    if name is None and not overrides:
         return pipe.scheduler
-    check(name in SCHEDULERS, "model.scheduler", name, f"one of {sorted(SCHEDULERS)} or null")
-    pipe.scheduler = SCHEDULERS[name].from_config(pipe.scheduler.config)
+    cls = type(pipe.scheduler) if name is None else scheduler_class(name)
+    overrides = dict(overrides or {})
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    for key in overrides:
+        check(key in known, "model.scheduler_config", key, f"config keys of {cls.__name__}: {sorted(known)}")
+    pipe.scheduler = cls.from_config(pipe.scheduler.config, **overrides)
     return pipe.scheduler
+
+
+def is_sigma_space(scheduler) -> bool:
+    """Whether latents live on the σ scale (x = x0 + σ·ε, Karras et al.) rather than the ᾱ scale."""
+    return float(scheduler.init_noise_sigma) != 1.0
+
+
+def step_parameters(scheduler) -> set[str]:
+    """The keyword arguments the scheduler's ``step`` takes (``generator``, ``eta``, ...)."""
+    return set(inspect.signature(scheduler.step).parameters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 COLUMNS = {
-    "prompt_id": "string", "prompt": "string", "seed": "int64", "step_index": "Int64", "timestep": "Int64",
+    "prompt_id": "string", "prompt": "string", "seed": "int64", "step_index": "Int64", "timestep": "Float64",
     "explainer": "string", "similarity": "string", "metric": "string", "value": "float64", "token": "string",
     "x": "Float64", "other_step": "Int64", "stage": "string",
 }
@@ -14,7 +14,7 @@ COLUMNS = {
 ``stage``: the cascade stage of ``sanity_rho`` rows. Columns a row does not use are null."""
 
 
-def row(item, metric: str, value: float, step_index: int | None = None, timestep: int | None = None,
+def row(item, metric: str, value: float, step_index: int | None = None, timestep: float | None = None,
         explainer: str | None = None, similarity: str | None = None, token: str | None = None, **extra) -> dict:
     """One result row for a :class:`~diffexplain.items.PromptItem` (``extra``: ``x``, ``other_step``, ``stage``)."""
     return {"prompt_id": item.prompt_id, "prompt": item.prompt, "seed": item.seed, "step_index": step_index,
