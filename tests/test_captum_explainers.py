@@ -8,7 +8,7 @@ from captum.attr import IntegratedGradients
 from diffexplain.errors import UserError
 from diffexplain.explainers import (GradientShapExplainer, IntegratedGradientsExplainer, LimeExplainer,
                                     OcclusionExplainer, StepOutcome)
-from diffexplain.explainers.captum_base import blur
+from diffexplain.metrics.substrates import blur
 from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform
 from diffexplain.similarity import SSIM, Cosine, SingleImageFID

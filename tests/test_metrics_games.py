@@ -105,9 +105,6 @@ def test_substrates():
     assert torch.allclose(blur(torch.full((1, 2, 16, 16), 3.0)), torch.full((1, 2, 16, 16), 3.0))
     b = blur(z)
     assert b.shape == z.shape and b.std() < z.std() / 2, "blurring removes most of white noise's variance"
-    from diffexplain.explainers.captum_base import blur as captum_blur
-
-    assert torch.equal(b, captum_blur(z)), "the Captum baseline and the insertion start are the same blur"
     with pytest.raises(UserError, match="substrate"):
         substrate(z, "noise")
 

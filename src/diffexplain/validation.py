@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from diffexplain.errors import UserError, check
 
@@ -152,6 +152,7 @@ STEPS = int_list(nonempty=True, null=True, single=True)
 SEED = integer(0, SEED_MAX - 1)
 GUIDANCE = number(0, 100, allowed="a finite number in [0, 100] (7.5 is Stable Diffusion's usual scale)")
 SCHEDULER = string(null=True)
+DTYPE = choice("float32", "float16", "bfloat16")
 EXPLAINER_COMMON = {"steps": STEPS, "seed": SEED, "_partial_": boolean}
 WINDOWED = {"kernel_size": integer(1, 99, null=True), "sigma": number(0, open_lo=True),
             "data_range": number(0, open_lo=True, null=True), "variant": choice("textbook", "authors")}
@@ -161,9 +162,11 @@ CAPTUM_COMMON = {"target": choice("next_latent", "x0"), "baseline": choice("zero
 SPECS: dict[str, dict] = {
     # model
     "diffexplain.models.DiffusionModel.from_pretrained": {
-        "path": string(), "dtype": choice("float32", "float16", "bfloat16"), "scheduler": SCHEDULER,
+        "path": string(), "dtype": DTYPE, "scheduler": SCHEDULER, "scheduler_config": FREE, "eta": number(0, 1),
         "guidance_scale": GUIDANCE, "resolution": integer(8, 4096, null=True), "load_kwargs": FREE},
-    "diffexplain.models.tiny_model": {"seed": SEED, "guidance_scale": GUIDANCE, "scheduler": SCHEDULER},
+    "diffexplain.models.tiny_model": {"seed": SEED, "guidance_scale": GUIDANCE, "scheduler": SCHEDULER,
+                                      "variant": choice("sd", "sd2", "sdxl"), "dtype": DTYPE, "scheduler_config": FREE,
+                                      "eta": number(0, 1)},
     # data
     "diffexplain.runner.data.PromptDataModule": {
         "prompts": str_list(null=True), "prompt_file": prompt_file, "num_prompts": integer(1, null=True),

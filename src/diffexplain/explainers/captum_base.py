@@ -17,19 +17,18 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
 from diffexplain.models import DiffusionModel, Trajectory
+from diffexplain.metrics.substrates import blur
 from diffexplain.models.outcomes import Outcome
 from diffexplain.similarity import Similarity
 
 TARGETS = ("next_latent", "x0")
 BASELINES = ("zeros", "blur", "noise")
 CHANNEL_REDUCES = ("sum", "abs_sum")
-BLUR_KERNEL, BLUR_SIGMA = 11, 5.0  # the insertion game's blur (Petsiuk et al., 2018)
 
 
 class StepOutcome(nn.Module):
@@ -46,20 +45,6 @@ class StepOutcome(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.similarity(self.outcome(z).float(), self.reference)
-
-
-def blur(z: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur (σ 5, 11 taps, reflect padding) of each channel of [N, C, h, w]; the kernel is cut to the
-    grid where it is smaller than 6 pixels (reflect padding must be narrower than the grid)."""
-    k = min(BLUR_KERNEL, 2 * min(z.shape[-2:]) - 1)
-    x = torch.arange(k, dtype=torch.float32, device=z.device) - (k - 1) / 2
-    g = torch.exp(-(x / BLUR_SIGMA) ** 2 / 2)
-    g = (g / g.sum()).to(z.dtype)
-    p = (k - 1) // 2
-    c = z.shape[1]
-    padded = F.pad(z, (p, p, p, p), mode="reflect")
-    rows = F.conv2d(padded, g.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
-    return F.conv2d(rows, g.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 
 from diffexplain.models import DiffusionModel
 from diffexplain.pipelines.base import ItemOutput, Pipeline
