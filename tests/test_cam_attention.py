@@ -333,7 +333,7 @@ def test_token_role_table_keeps_raw_attention_and_relevance_apart():
     """experiment=token_roles sweeps explainer=cross_attention,attention_relevance: one block per explainer."""
     from diffexplain.metrics.token_roles import stage_table
     from diffexplain.reporting.tables import row, to_frame
-    from diffexplain.runner.data import PromptItem
+    from diffexplain.items import PromptItem
 
     item = PromptItem("p-s0-x", "a red circle", 0)
     rows = [row(item, "role_share", value, s, 999 - s, name, token="colour")

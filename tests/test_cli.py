@@ -44,7 +44,7 @@ def test_default_logger_writes_an_offline_wandb_run_with_images_and_table(tmp_pa
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     media = run_dir / "files" / "media"
     assert list((media / "images").rglob("*.png")), "no figures logged"
-    assert list((media / "table").glob("results_*.table.json")), "no results table logged"
+    assert list((media / "table").rglob("results_*.table.json")), "no results table logged"
 
 
 def test_bad_value_prints_one_line_exits_2_and_leaves_no_outputs(tmp_path):

@@ -28,7 +28,7 @@ def composed(*overrides: str):
 
 @pytest.mark.parametrize("group, name", [(g, c) for g in GROUPS for c in choices(g) if c not in OPTIONAL.get(g, ())])
 def test_every_shipped_choice_validates_and_has_a_spec(group, name):
-    extra = ["data.prompt_file=README.md"] if name == "coco_captions" else []
+    extra = {"coco_captions": ["data.prompt_file=README.md"], "report": [f"sweep_dir={ROOT}"]}.get(name, [])
     cfg = composed(f"{group}={name}", *extra)
     node = cfg[group] if group in cfg else None
     if node is not None and "_target_" in node:

@@ -41,13 +41,16 @@ def make_prompt_id(prompt: str, seed: int, negative_prompt: str = "") -> str:
     return f"{slug}-s{int(seed)}-{digest}"
 
 
-def shapes_prompts(n: int | None, n_objects: int | None = None, seed: int = 0) -> list[str]:
-    """A fixed, seeded mix of the Shapes grammar's prompts with ``n_objects`` objects (None: 1 or 2; all for n=None)."""
+def shapes_prompts(n: int | None, n_objects: int | None = None, offset: int = 0, seed: int = 0) -> list[str]:
+    """``n`` prompts of a fixed, seeded mix of the Shapes grammar's prompts with ``n_objects`` objects (None: 1 or 2;
+    all for n=None), from position ``offset`` of the mix (disjoint sets: a development set and a held-out one)."""
     from diffexplain.world.scenes import all_prompts
 
     check(n_objects in (None, 1, 2), "data.num_objects", n_objects, "1, 2 or null (both)")
     prompts = all_prompts(n_objects)
-    order = np.random.default_rng(seed).permutation(len(prompts))
+    check(isinstance(offset, int) and 0 <= offset < len(prompts), "data.offset", offset,
+          f"an integer in [0, {len(prompts) - 1}] (the mix has {len(prompts)} prompts)")
+    order = np.random.default_rng(seed).permutation(len(prompts))[offset:]
     return [prompts[i] for i in order[:n]]
 
 
@@ -80,12 +83,13 @@ def read_prompt_file(path: str) -> list[str]:
 
 
 def prompt_items(prompts: list[str] | None = None, prompt_file: str | None = None, num_prompts: int | None = 4,
-                 seeds=(0,), negative_prompt: str = "", num_objects: int | None = None) -> list[PromptItem]:
+                 seeds=(0,), negative_prompt: str = "", num_objects: int | None = None, offset: int = 0
+                 ) -> list[PromptItem]:
     """Prompts × seeds: from ``prompts`` (a CLI list), else ``prompt_file``, else the Shapes grammar."""
     if prompts is not None:
         prompts = [p.strip() for p in prompts]
     elif prompt_file is not None:
         prompts = read_prompt_file(prompt_file)[:num_prompts]
     else:
-        prompts = shapes_prompts(num_prompts, num_objects)
+        prompts = shapes_prompts(num_prompts, num_objects, offset)
     return [PromptItem(make_prompt_id(p, s, negative_prompt), p, int(s), negative_prompt) for p in prompts for s in seeds]

@@ -171,7 +171,7 @@ SPECS: dict[str, dict] = {
     "diffexplain.runner.data.PromptDataModule": {
         "prompts": str_list(null=True), "prompt_file": prompt_file, "num_prompts": integer(1, null=True),
         "num_objects": choice(1, 2, null=True), "seeds": int_list(0, SEED_MAX), "negative_prompt": text,
-        "batch_size": integer(1)},
+        "batch_size": integer(1), "offset": integer(0, 83)},
     # schedule
     "diffexplain.schedules.Uniform": {"num_steps": integer(1, 1000)},
     "diffexplain.schedules.ExponentialEarly": {"num_steps": integer(1, 1000), "lam": number(0)},

@@ -54,7 +54,7 @@ class PromptDataModule(ItemDataModule):
 
     def __init__(self, prompts: list[str] | None = None, prompt_file: str | None = None, num_prompts: int | None = 4,
                  seeds: Sequence[int] = (0,), negative_prompt: str = "", batch_size: int = 1,
-                 num_objects: int | None = None):
+                 num_objects: int | None = None, offset: int = 0):
         check(num_prompts is None or (isinstance(num_prompts, int) and num_prompts >= 1), "data.num_prompts",
               num_prompts, "an integer >= 1 or null (all)")
         check(isinstance(seeds, Sequence) and len(seeds) >= 1 and all(isinstance(s, int) and 0 <= s < 2**63
@@ -64,8 +64,8 @@ class PromptDataModule(ItemDataModule):
             check(isinstance(prompts, Sequence) and not isinstance(prompts, str) and len(prompts) > 0
                   and all(isinstance(p, str) and p.strip() for p in prompts),
                   "data.prompts", prompts, "a non-empty list of strings, e.g. '[a red circle]'")
-        super().__init__(prompt_items(prompts, prompt_file, num_prompts, seeds, negative_prompt, num_objects),
-                         batch_size)
+        super().__init__(prompt_items(prompts, prompt_file, num_prompts, seeds, negative_prompt, num_objects,
+                                      offset), batch_size)
 
 
 __all__ = ["ItemDataModule", "PromptDataModule"]

@@ -11,7 +11,8 @@ import json
 
 RESUME = ("auto", "overwrite")
 NOT_RESULTS = {"paths", "logger", "runner", "hydra", "resume", "sweep_dir"}
-NOT_RESULTS_DATA = {"prompts", "prompt_file", "num_prompts", "num_objects", "seeds", "batch_size", "per_class", "root"}
+NOT_RESULTS_DATA = {"prompts", "prompt_file", "num_prompts", "num_objects", "offset", "seeds", "batch_size", "per_class",
+                    "root"}
 NOT_RESULTS_OUTPUT = {"figures"}
 
 
