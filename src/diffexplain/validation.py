@@ -250,6 +250,17 @@ def noise_timesteps(key, v) -> None:
     check(not _is_int(v) or v >= 1, key, v, "an integer >= 1 or a list of timesteps")
 
 
+def model_dir(hub: bool) -> Rule:
+    """A model directory; with ``hub``, a hub id (``org/name``) is accepted too, and only what is written as a path
+    (absolute, ``./``, ``../``, ``~``) must exist."""
+    def rule(key, v):
+        string()(key, v)
+        as_path = not hub or v.startswith(("/", "./", "../", "~")) or Path(v).exists()
+        check(not as_path or Path(v).expanduser().is_dir(), key, v,
+              "an existing model directory" + (" or a hub id (org/name)" if hub else ""))
+    return rule
+
+
 NOISED_CLASSIFIER = {
     "seed": SEED, "class_figures": integer(0),
     "noise": nested({"schedule": noise_schedule, "timesteps": noise_timesteps, "repeats": integer(1), "clip": boolean,
@@ -271,8 +282,9 @@ SPECS.update({
         "per_class": integer(1), "seed": SEED, "classes": str_list(null=True), "batch_size": integer(1)},
     "diffexplain.runner.image_data.ImageFolderDataModule": {
         "root": string(), "per_class": integer(1, null=True), "classes": str_list(null=True), "batch_size": integer(1)},
-    "diffexplain.classifiers.ShapesImageClassifier.from_pretrained": {"path": string(), "label_map": label_map},
-    "diffexplain.classifiers.HFImageClassifier.from_pretrained": {"path": string(), "label_map": label_map},
+    "diffexplain.classifiers.ShapesImageClassifier.from_pretrained": {"path": model_dir(hub=False),
+                                                                      "label_map": label_map},
+    "diffexplain.classifiers.HFImageClassifier.from_pretrained": {"path": model_dir(hub=True), "label_map": label_map},
 })
 
 

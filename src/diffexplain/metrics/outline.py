@@ -21,15 +21,18 @@ def outline_regions(mask: np.ndarray, band: int = 1) -> dict[str, np.ndarray]:
 
 
 def region_mass(saliency: np.ndarray, regions: dict[str, np.ndarray]) -> dict[str, float]:
-    """``mass_<region>``: each region's share of the map's total (non-negative) mass, and ``outline_vs_interior``:
-    the mean mass per pixel on the outline over that in the interior (> 1: the outline carries more per pixel).
-    Entries that are undefined (an empty region, a map without mass) are left out."""
+    """``mass_<region>``: each region's share of the map's total (non-negative) mass; ``outline_vs_interior``: the
+    mean mass per pixel on the outline over that in the interior (> 1: the outline carries more per pixel);
+    ``object_vs_background``: the same ratio for the object over the background. Entries that are undefined (an empty
+    region, a map without mass) are left out."""
     s = np.asarray(saliency, dtype=np.float64)
     total = s.sum()
     out = {}
     if total > 0:
         out = {f"mass_{name}": float(s[region].sum() / total) for name, region in regions.items()}
-    outline, interior = regions["outline"], regions["interior"]
-    if outline.any() and interior.any() and s[interior].mean() > 0:
-        out["outline_vs_interior"] = float(s[outline].mean() / s[interior].mean())
+    for name, (num, den) in {"outline_vs_interior": ("outline", "interior"),
+                             "object_vs_background": ("object", "background")}.items():
+        a, b = regions[num], regions[den]
+        if a.any() and b.any() and s[b].mean() > 0:
+            out[name] = float(s[a].mean() / s[b].mean())
     return out

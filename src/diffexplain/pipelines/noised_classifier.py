@@ -44,8 +44,8 @@ COLUMNS = {"class": "string", "image_id": "string", "t": "Int64", "metric": "str
            "method": "string", "position": "string"}
 """Rows: ``softmax_true`` and ``accuracy`` per (image, t) — means over the noise draws; ``steep_rise_t`` per image
 (value = its steep-rise timestep); per attributed (image, position, method), with a mask: ``mass_object``,
-``mass_outline``, ``mass_interior``, ``mass_background`` (shares of the map's mass) and ``outline_vs_interior``
-(mass per pixel, outline over interior)."""
+``mass_outline``, ``mass_interior``, ``mass_background`` (shares of the map's mass), ``outline_vs_interior`` and
+``object_vs_background`` (mass per pixel, one region over the other)."""
 
 
 @dataclass
@@ -262,7 +262,7 @@ class NoisedClassifierPipeline(Pipeline):
     def outline(results: pd.DataFrame) -> pd.DataFrame:
         """Per method and attributed position (noisiest first): mean t, the mean region shares and the mean and
         median outline/interior ratio over images."""
-        rows = results[results.metric.str.startswith("mass_") | (results.metric == "outline_vs_interior")]
+        rows = results[results.metric.str.startswith("mass_") | results.metric.str.contains("_vs_")]
         if rows.empty:
             return pd.DataFrame()
         wide = rows.pivot_table(index=["method", "position", "image_id"], columns="metric", values="value")
