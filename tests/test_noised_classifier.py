@@ -111,10 +111,12 @@ def test_outline_band_and_mass_ratio():
     regions = outline_regions(mask, band=1)
     assert regions["outline"].sum() == 10 * 10 - 6 * 6 and regions["interior"].sum() == 36
     assert not (regions["outline"] & regions["interior"]).any() and not (regions["background"] & mask).any()
+    assert (regions["edge"] | regions["interior"] == mask).all() and regions["edge"].sum() == 64 - 36
     uniform = region_mass(np.ones((16, 16)), regions)
     assert uniform["outline_vs_interior"] == pytest.approx(1.0) and uniform["mass_object"] == pytest.approx(64 / 256)
     edge = region_mass(regions["outline"] * 2.0 + regions["interior"] * 1.0, regions)
-    assert edge["outline_vs_interior"] == pytest.approx(2.0) and edge["mass_background"] == 0
+    assert edge["outline_vs_interior"] == pytest.approx(2.0) and edge["edge_vs_interior"] == pytest.approx(2.0)
+    assert edge["mass_background"] == 0
     assert "object_vs_background" not in edge  # no mass on the background: the ratio is undefined, not infinite
     inside = region_mass(mask * 3.0 + 1.0, regions)
     assert inside["object_vs_background"] == pytest.approx(4.0)

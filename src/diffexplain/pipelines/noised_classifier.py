@@ -44,7 +44,8 @@ COLUMNS = {"class": "string", "image_id": "string", "t": "Int64", "metric": "str
            "method": "string", "position": "string"}
 """Rows: ``softmax_true`` and ``accuracy`` per (image, t) — means over the noise draws; ``steep_rise_t`` per image
 (value = its steep-rise timestep); per attributed (image, position, method), with a mask: ``mass_object``,
-``mass_outline``, ``mass_interior``, ``mass_background`` (shares of the map's mass), ``outline_vs_interior`` and
+``mass_outline``, ``mass_edge``, ``mass_interior``, ``mass_background`` (shares of the map's mass; regions in
+:func:`~diffexplain.metrics.outline.outline_regions`), ``outline_vs_interior``, ``edge_vs_interior`` and
 ``object_vs_background`` (mass per pixel, one region over the other)."""
 
 

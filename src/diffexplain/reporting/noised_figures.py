@@ -69,20 +69,22 @@ def accuracy_curves(curves: pd.DataFrame, path: Path) -> Path:
 
 
 def outline_plot(outline: pd.DataFrame, path: Path) -> Path:
-    """Per method, over the attributed positions (noisiest first): the outline/interior mass-per-pixel ratio and
-    the share of attribution mass inside the object."""
+    """Per method, over the attributed positions (noisiest first): the outline/interior and inner-edge/interior
+    mass-per-pixel ratios, and the share of attribution mass inside the object."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for method, g in outline.groupby("method", sort=False):
         g = g.sort_values("t", ascending=False)
-        axes[0].plot(g.position, g.outline_vs_interior, marker="o", label=method)
+        line, = axes[0].plot(g.position, g.outline_vs_interior, marker="o", label=f"{method}: outline")
+        axes[0].plot(g.position, g.edge_vs_interior, marker="x", ls=":", color=line.get_color(),
+                     label=f"{method}: inner edge")
         axes[1].plot(g.position, g.mass_object, marker="o", label=method)
     axes[0].axhline(1.0, color="grey", ls="--", lw=0.8)
-    axes[0].set(ylabel="outline / interior (mass per pixel)", title="outline vs interior")
+    axes[0].set(ylabel="band / interior (mass per pixel)", title="outline band vs interior")
     axes[1].set(ylabel="share of mass inside the object", title="inside the object", ylim=(0, 1))
     for ax in axes:
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
         ax.set_xlabel("attributed step (noisier →  cleaner)")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     return _save(fig, path)
 
 
