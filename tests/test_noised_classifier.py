@@ -248,3 +248,19 @@ def test_bad_input_prints_one_line_and_exits_2(tmp_path, overrides, message):
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(message.format(tmp=tmp_path)), lines
     assert not out.exists()
+
+
+def test_a_cached_hub_classifiers_labels_are_checked_before_it_loads(tmp_path, monkeypatch):
+    snapshot = tmp_path / "hf" / "hub" / "models--acme--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc")
+    (snapshot / "config.json").write_text(json.dumps({"id2label": {"0": "cat", "1": "dog"}}))  # no weights: not loaded
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    res = run_cli("pipeline=noised_classifier", "classifier=hf", "classifier.path=acme/tiny", "data=imagefolder",
+                  f"data.root={image_folder(tmp_path / 'images', classes=('cat', 'lion'), per_class=1)}",
+                  "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("error: classifier.label_map='lion' is invalid: a class the classifier knows: 'lion' "
+                                  "is none of its 2 labels ('cat', 'dog'); map it with "
+                                  "classifier.label_map='{lion: <label name or id>}'")

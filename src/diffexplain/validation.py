@@ -304,15 +304,28 @@ def _class_names(data: dict) -> list[str] | None:
 
 
 def _label_names(classifier: dict) -> list[str] | None:
-    """The classifier's label names, where they can be read without loading it (the Shapes classifier's; a local
-    transformers directory's config.json); None otherwise (a hub id is checked when the model has loaded)."""
+    """The classifier's label names, where they can be read without loading it: the Shapes classifier's, the
+    config.json of a local transformers directory or of a hub model already in the local cache; None otherwise (a
+    model not downloaded yet is checked image by image once it has loaded)."""
     target = classifier.get("_target_", "")
     if target.endswith("ShapesImageClassifier.from_pretrained"):
         from diffexplain.items import shapes_labels
 
         return shapes_labels()
+    if not target.endswith("HFImageClassifier.from_pretrained"):
+        return None
     config = Path(str(classifier.get("path"))) / "config.json"
-    if target.endswith("HFImageClassifier.from_pretrained") and config.is_file():
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(str(classifier.get("path")), "config.json")
+        except ValueError:  # not a valid hub id either; the loader reports it
+            return None
+        if not isinstance(cached, str):
+            return None
+        config = Path(cached)
+    if config.is_file():
         try:
             id2label = json.loads(config.read_text()).get("id2label") or {}
             return [str(id2label[k]) for k in sorted(id2label, key=int)]
