@@ -223,8 +223,8 @@ def test_shapes_defaults_write_curves_maps_figures_and_wandb(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (("data=imagefolder", "data.root={tmp}/missing"), "error: data.root='{tmp}/missing' is invalid: an existing dir"),
     (("data=imagefolder", "data.root={tmp}/empty"), "error: data.root='{tmp}/empty' is invalid: a directory with one"),
-    (("data=imagefolder", "data.root={tmp}/no_images"), "error: data.root='{tmp}/no_images' is invalid: a class folder"),
-    (("data=imagefolder", "data.root={tmp}/broken"), "error: data.root='{tmp}/broken/cat/x.png' is invalid: a readable"),
+    (("data=imagefolder", "data.root={tmp}/no_images"), "error: data.root='{tmp}/no_images' is invalid: a class"),
+    (("data=imagefolder", "data.root={tmp}/broken"), "error: data.root='{tmp}/broken/cat/x.png' is invalid: a"),
     (("data=imagefolder", "data.root={tmp}/lions"), "error: classifier.label_map='lion' is invalid: a class the"),
     (("pipeline.noise.repeats=0",), "error: pipeline.noise.repeats=0 is invalid: an integer >= 1"),
     (("pipeline.attribute.methods=[lime]",), "error: pipeline.attribute.methods=['lime'] is invalid: a list of"),

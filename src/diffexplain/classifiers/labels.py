@@ -36,7 +36,8 @@ def read_label_map(label_map) -> dict | None:
 def resolve_label(name: str, labels: Sequence[str], label_map: Mapping | None = None) -> int:
     """The index of class ``name`` among ``labels``: through ``label_map`` (to a label name or id) if it maps
     ``name``, then an exact match, then a unique match ignoring case and ``_`` against a label or one of its
-    comma-separated synonyms (``"tiger"`` finds ``"tiger, Panthera tigris"``). Otherwise a one-line :class:`UserError`."""
+    comma-separated synonyms (``"tiger"`` finds ``"tiger, Panthera tigris"``). Otherwise a one-line
+    :class:`UserError`."""
     target = label_map.get(name, name) if label_map else name
     if isinstance(target, int):
         check(0 <= target < len(labels), "classifier.label_map", {name: target},

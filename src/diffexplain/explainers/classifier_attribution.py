@@ -73,12 +73,14 @@ class ClassifierAttribution:
                 else:
                     window, stride = self.occlusion_window(min(h, w))
                     a = Occlusion(forward).attribute(
-                        x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride), baselines=self.baseline,
-                        target=target, perturbations_per_eval=max(1, self.internal_batch_size // len(x)))
+                        x, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
+                        baselines=self.baseline, target=target,
+                        perturbations_per_eval=max(1, self.internal_batch_size // len(x)))
             out[method] = a.detach().abs().sum(1).float().cpu()
         return out
 
     def describe(self) -> dict:
         return {"methods": self.methods, "ig_steps": self.ig_steps, "shap_samples": self.shap_samples,
-                "shap_baselines": self.shap_baselines, "baseline": self.baseline, "window": self.window, "stride": self.stride,
+                "shap_baselines": self.shap_baselines, "baseline": self.baseline, "window": self.window,
+                "stride": self.stride,
                 "map": "|attribution| summed over channels", "target": "the true class's logit"}

@@ -30,7 +30,8 @@ class ForwardProcess:
             self.scheduler = DDPMScheduler(beta_schedule=schedule)
         else:
             path = Path(schedule)
-            sub = "scheduler" if not (path / "scheduler_config.json").is_file() and (path / "scheduler").is_dir() else None
+            nested = not (path / "scheduler_config.json").is_file() and (path / "scheduler").is_dir()
+            sub = "scheduler" if nested else None
             check(path.is_dir() and (path / (sub or "") / "scheduler_config.json").is_file(), key, schedule,
                   f"one of {list(BETA_SCHEDULES)} or a directory with a scheduler_config.json")
             try:
@@ -50,8 +51,9 @@ class ForwardProcess:
         if isinstance(spec, int) and not isinstance(spec, bool):
             check(1 <= spec <= n, "pipeline.noise.timesteps", spec, f"an integer in [1, {n}] or a list of timesteps")
             return sorted({int(t) for t in np.linspace(0, n - 1, spec).round()})
-        check(isinstance(spec, (list, tuple)) and len(spec) > 0 and all(isinstance(t, int) and 0 <= t < n for t in spec),
-              "pipeline.noise.timesteps", spec, f"an integer in [1, {n}] or a non-empty list of timesteps in [0, {n - 1}]")
+        check(isinstance(spec, (list, tuple)) and len(spec) > 0
+              and all(isinstance(t, int) and 0 <= t < n for t in spec), "pipeline.noise.timesteps", spec,
+              f"an integer in [1, {n}] or a non-empty list of timesteps in [0, {n - 1}]")
         return sorted({int(t) for t in spec})
 
     def alpha_bar(self, t: int) -> float:

@@ -261,15 +261,17 @@ class NoisedClassifierPipeline(Pipeline):
 
     @staticmethod
     def outline(results: pd.DataFrame) -> pd.DataFrame:
-        """Per method and attributed position (noisiest first): mean t, the mean region shares and the mean and
-        median outline/interior ratio over images."""
+        """Per method and attributed position (noisiest first): mean t, and the means over images of the region
+        shares and ratios (+ the medians of the outline and inner-edge ratios)."""
         rows = results[results.metric.str.startswith("mass_") | results.metric.str.contains("_vs_")]
         if rows.empty:
             return pd.DataFrame()
         wide = rows.pivot_table(index=["method", "position", "image_id"], columns="metric", values="value")
         t = rows.groupby(["method", "position"])["t"].mean().rename("t")
         table = wide.groupby(["method", "position"]).mean().join(t)
-        table["outline_vs_interior_median"] = wide.groupby(["method", "position"])["outline_vs_interior"].median()
+        for ratio in ("outline_vs_interior", "edge_vs_interior"):
+            if ratio in wide:
+                table[f"{ratio}_median"] = wide.groupby(["method", "position"])[ratio].median()
         table["n_images"] = wide.groupby(["method", "position"]).size()
         table = table.reset_index().sort_values(["method", "t"], ascending=[True, False], kind="stable")
         order = {m: k for k, m in enumerate(dict.fromkeys(rows.method))}
