@@ -6,9 +6,11 @@ shards are keyed by it. This module is the bottom layer both ``pipelines/`` and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,3 +95,130 @@ def prompt_items(prompts: list[str] | None = None, prompt_file: str | None = Non
     else:
         prompts = shapes_prompts(num_prompts, num_objects, offset)
     return [PromptItem(make_prompt_id(p, s, negative_prompt), p, int(s), negative_prompt) for p in prompts for s in seeds]
+
+
+# -- labelled images (pipeline=noised_classifier) -----------------------------------------------------
+@dataclass
+class ImageItem:
+    """One labelled image: a file of a class-per-folder tree (``path``) or a rendered single-object Shapes scene
+    (``seed``, ``index``). ``label`` is the class name: the folder name, or ``"red circle"`` for Shapes."""
+
+    image_id: str
+    label: str
+    path: str | None = None
+    seed: int | None = None
+    index: int | None = None
+
+    @property
+    def item_id(self) -> str:
+        return self.image_id
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image (uint8 HxWx3 RGB) and, for Shapes scenes, the object's bool HxW mask (None for files)."""
+        if self.path is not None:
+            return read_rgb(self.path), None
+        scene = shapes_scene(self.label, self.seed, self.index)
+        return (scene.image * 255 + 0.5).astype(np.uint8), scene.objects[0].mask
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "x"
+
+
+def shapes_scene(label: str, seed: int, index: int):
+    """The ``index``-th rendered single-object scene of class ``label`` (e.g. "red circle") for data seed ``seed``:
+    the same scene on every call."""
+    from diffexplain.world.scenes import COLOURS, SHAPES, render
+
+    colour, shape = label.split(" ")
+    rng = np.random.default_rng([int(seed), list(COLOURS).index(colour), SHAPES.index(shape), int(index)])
+    return render([(colour, shape)], rng)
+
+
+def shapes_labels() -> list[str]:
+    """The Shapes world's 12 single-object classes, in the classifier's order: ``"red circle"``, ``"red square"``..."""
+    from itertools import product
+
+    from diffexplain.world.scenes import COLOURS, SHAPES
+
+    return [f"{colour} {shape}" for colour, shape in product(COLOURS, SHAPES)]  # = world.classifier.CLASSES
+
+
+def shapes_image_items(per_class: int = 8, seed: int = 0, classes: list[str] | None = None) -> list[ImageItem]:
+    """``per_class`` rendered scenes of each Shapes class (all 12, or ``classes``), class by class."""
+    labels = shapes_labels()
+    check(isinstance(per_class, int) and per_class >= 1, "data.per_class", per_class, "an integer >= 1")
+    if classes is not None:
+        check(isinstance(classes, Sequence) and not isinstance(classes, str) and len(classes) > 0
+              and all(c in labels for c in classes), "data.classes", classes,
+              "a non-empty list of Shapes classes '<colour> <shape>' (red, green, blue, yellow × circle, square, "
+              "triangle), e.g. '[red circle, blue square]', or null (all 12)")
+        labels = [c for c in labels if c in classes]
+    return [ImageItem(f"{_slug(label)}-s{int(seed)}-{k:03d}", label, seed=int(seed), index=k)
+            for label in labels for k in range(per_class)]
+
+
+def image_extensions() -> set[str]:
+    """File extensions PIL can open (lower case, with the dot)."""
+    from PIL import Image
+
+    return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as uint8 HxWx3 RGB; an unreadable file is a :class:`UserError` naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError("data.root", str(path), f"a readable image file ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'cannot decode'})") from e
+
+
+def image_folder_items(root: str, per_class: int | None = None, classes: list[str] | None = None) -> list[ImageItem]:
+    """Images of a class-per-subfolder tree (``root/<class>/**/<image>``), class by class in sorted order, the first
+    ``per_class`` files (sorted paths) of each; ``classes`` picks some folders. Every file with an image extension must
+    open (its header is read here); a class folder without images, a missing or empty root are errors. The listing is
+    cached per process (config validation and the data module ask for the same one)."""
+    if classes is not None and isinstance(classes, Sequence) and not isinstance(classes, str):
+        classes = tuple(classes)
+    return list(_image_folder_items(str(root), per_class, classes))
+
+
+@functools.lru_cache(maxsize=4)
+def _image_folder_items(root: str, per_class: int | None, classes: tuple[str, ...] | None) -> tuple[ImageItem, ...]:
+    from PIL import Image
+
+    base = Path(str(root)).expanduser()
+    check(base.is_dir(), "data.root", str(root), "an existing directory with one subfolder of images per class")
+    folders = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    check(bool(folders), "data.root", str(root), "a directory with one subfolder of images per class (it has none)")
+    if classes is not None:
+        check(isinstance(classes, tuple) and len(classes) > 0 and all(c in folders for c in classes),
+              "data.classes", classes, f"a non-empty list of class folders of {root} (it has {folders[:8]}"
+              f"{'...' if len(folders) > 8 else ''}), or null (all)")
+        folders = [f for f in folders if f in classes]
+    check(per_class is None or (isinstance(per_class, int) and per_class >= 1), "data.per_class", per_class,
+          "an integer >= 1 or null (every image)")
+    extensions = image_extensions()
+    items = []
+    for label in folders:
+        files = sorted(p for p in (base / label).rglob("*") if p.is_file() and p.suffix.lower() in extensions
+                       and not any(part.startswith(".") for part in p.relative_to(base).parts))
+        check(bool(files), "data.root", str(root), f"a class folder with images: {label}/ has none "
+              f"(extensions {', '.join(sorted(e for e in extensions if e in ('.jpg', '.jpeg', '.png', '.webp')))}...)")
+        for path in files[:per_class]:
+            try:
+                with Image.open(path):
+                    pass
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                raise UserError("data.root", str(path), f"a readable image file ({type(e).__name__})") from e
+            rel = path.relative_to(base).as_posix()
+            digest = hashlib.sha1(rel.encode()).hexdigest()[:6]
+            items.append(ImageItem(f"{_slug(label, 24)}-{_slug(path.stem, 24)}-{digest}", label, path=str(path)))
+    return tuple(items)

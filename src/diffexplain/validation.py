@@ -223,6 +223,140 @@ SPECS: dict[str, dict] = {
                                               "entity": string(null=True), "tags": any_value},
     "lightning.pytorch.loggers.CSVLogger": {"save_dir": string(), "name": string()},
 }
+
+
+# -- pipeline=noised_classifier (paper B): its pipeline, image data and classifiers -------------------
+def nested(spec: dict) -> Rule:
+    """A sub-mapping whose keys are checked against ``spec``."""
+    def rule(key, v):
+        mapping(key, v)
+        check_node(key, v, spec)
+    return rule
+
+
+def label_map(key, v) -> None:
+    if v is None:
+        return
+    from diffexplain.classifiers.labels import read_label_map
+
+    read_label_map(v)
+
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # = models.forward_process.BETA_SCHEDULES
+
+
+def noise_schedule(key, v) -> None:
+    path = Path(str(v))
+    check(v in BETA_SCHEDULES or (path / "scheduler_config.json").is_file()
+          or (path / "scheduler" / "scheduler_config.json").is_file(), key, v,
+          f"one of {list(BETA_SCHEDULES)} or a directory with a scheduler_config.json")
+
+
+def noise_timesteps(key, v) -> None:
+    check(_is_int(v) or (isinstance(v, list) and len(v) > 0 and all(_is_int(t) and t >= 0 for t in v)), key, v,
+          "an integer >= 1 (evenly spaced over the training steps) or a non-empty list of timesteps >= 0")
+    check(not _is_int(v) or v >= 1, key, v, "an integer >= 1 or a list of timesteps")
+
+
+def model_dir(hub: bool) -> Rule:
+    """A model directory; with ``hub``, a hub id (``org/name``) is accepted too, and only what is written as a path
+    (absolute, ``./``, ``../``, ``~``) must exist."""
+    def rule(key, v):
+        string()(key, v)
+        as_path = not hub or v.startswith(("/", "./", "../", "~")) or Path(v).exists()
+        check(not as_path or Path(v).expanduser().is_dir(), key, v,
+              "an existing model directory" + (" or a hub id (org/name)" if hub else ""))
+    return rule
+
+
+NOISED_CLASSIFIER = {
+    "seed": SEED, "class_figures": integer(0),
+    "noise": nested({"schedule": noise_schedule, "timesteps": noise_timesteps, "repeats": integer(1), "clip": boolean,
+                     "batch_size": integer(1)}),
+    "curve": nested({"smooth": number(0), "bootstrap": integer(10), "confidence": number(0, 1, True, True),
+                     "accuracy_level": number(0, 1, open_hi=True)}),
+    "attribute": nested({
+        "methods": lambda k, v: check(isinstance(v, list) and all(
+            m in ("integrated_gradients", "gradient_shap", "occlusion") for m in v) and len(set(v)) == len(v), k, v,
+            "a list of distinct methods among ['integrated_gradients', 'gradient_shap', 'occlusion'] (empty: none)"),
+        "offsets": int_list(nonempty=False), "timesteps": int_list(0, nonempty=False), "band": integer(1),
+        "ig_steps": integer(1), "shap_samples": integer(1), "shap_baselines": integer(1),
+        "window": integer(1, null=True), "stride": integer(1, null=True), "internal_batch_size": integer(1),
+        "baseline": number(-1, 1)}),
+}
+SPECS.update({
+    "diffexplain.pipelines.noised_classifier.NoisedClassifierPipeline": NOISED_CLASSIFIER,
+    "diffexplain.runner.image_data.ShapesImageDataModule": {
+        "per_class": integer(1), "seed": SEED, "classes": str_list(null=True), "batch_size": integer(1)},
+    "diffexplain.runner.image_data.ImageFolderDataModule": {
+        "root": string(), "per_class": integer(1, null=True), "classes": str_list(null=True), "batch_size": integer(1)},
+    "diffexplain.classifiers.ShapesImageClassifier.from_pretrained": {"path": model_dir(hub=False),
+                                                                      "label_map": label_map},
+    "diffexplain.classifiers.HFImageClassifier.from_pretrained": {"path": model_dir(hub=True), "label_map": label_map},
+})
+
+
+def _class_names(data: dict) -> list[str] | None:
+    """The data's class names, where listing them is cheap (Shapes classes, an image folder's subfolders)."""
+    target = data.get("_target_", "")
+    if target.endswith("ShapesImageDataModule"):
+        from diffexplain.items import shapes_labels
+
+        return data.get("classes") or shapes_labels()
+    if target.endswith("ImageFolderDataModule"):
+        from diffexplain.items import image_folder_items
+
+        items = image_folder_items(data["root"], data.get("per_class"), data.get("classes"))
+        return list(dict.fromkeys(item.label for item in items))
+    return None
+
+
+def _label_names(classifier: dict) -> list[str] | None:
+    """The classifier's label names, where they can be read without loading it: the Shapes classifier's, the
+    config.json of a local transformers directory or of a hub model already in the local cache; None otherwise (a
+    model not downloaded yet is checked image by image once it has loaded)."""
+    target = classifier.get("_target_", "")
+    if target.endswith("ShapesImageClassifier.from_pretrained"):
+        from diffexplain.items import shapes_labels
+
+        return shapes_labels()
+    if not target.endswith("HFImageClassifier.from_pretrained"):
+        return None
+    config = Path(str(classifier.get("path"))) / "config.json"
+    if not config.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(str(classifier.get("path")), "config.json")
+        except ValueError:  # not a valid hub id either; the loader reports it
+            return None
+        if not isinstance(cached, str):
+            return None
+        config = Path(cached)
+    if config.is_file():
+        try:
+            id2label = json.loads(config.read_text()).get("id2label") or {}
+            return [str(id2label[k]) for k in sorted(id2label, key=int)]
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None  # the loader reports an unreadable model
+    return None
+
+
+def check_class_labels(nodes: dict) -> None:
+    """The image folder must hold readable images in class folders, and every class of the data must be a label of
+    the classifier (through ``classifier.label_map``)."""
+    data, classifier = nodes.get("data"), nodes.get("classifier")
+    names = _class_names(data) if data else None
+    if not classifier:
+        return
+    labels = _label_names(classifier)
+    if names is None or labels is None:
+        return
+    from diffexplain.classifiers.labels import read_label_map, resolve_label
+
+    mapping_ = read_label_map(classifier.get("label_map"))
+    for name in names:
+        resolve_label(name, labels, mapping_)
 OUTPUT = {"x0_steps": choice("explained", "all", "none"),
           "x0_quality": integer(1, 100, null=True), "heatmap_dtype": choice("float32", "float16"), "figures": integer(0)}
 TOP = {"seed": SEED, "resume": choice("auto", "overwrite")}
@@ -231,7 +365,7 @@ EVALUATE = {"target": choice("paper", "next_latent", "x0", "final"),
             "n_points": integer(2, 10_000), "substrate": choice("zeros", "blur", "mean"), "batch_size": integer(1),
             "baselines": any_value, "protocol": choice("per_prompt", "paper"), "sanity": boolean,
             "bootstrap": integer(100)}
-GROUPS = ("model", "data", "schedule", "explainer", "similarity", "pipeline", "runner", "logger")
+GROUPS = ("model", "data", "classifier", "schedule", "explainer", "similarity", "pipeline", "runner", "logger")
 
 
 def _nearest(key: str, candidates: list[str]) -> str:
@@ -343,6 +477,7 @@ def check_devices(runner: dict | None) -> None:
 def cross_checks(nodes: dict) -> None:
     """Rules that span config groups."""
     check_devices(nodes.get("runner"))
+    check_class_labels(nodes)
     explainer, schedule, similarity = nodes.get("explainer"), nodes.get("schedule"), nodes.get("similarity")
     n = num_steps(schedule)
     if explainer and n:

@@ -35,7 +35,8 @@ from diffexplain.runner.wandb_log import log_job
 log = logging.getLogger(__name__)
 CSV_MAX_ROWS = 100_000
 HEATMAP_DTYPES = ("float32", "float16")
-OUTPUTS = ("results.parquet", "results.csv", "heatmaps.npz", "images", "figures", "run.json", ".partial", "wandb")
+OUTPUTS = ("results.parquet", "results.csv", "heatmaps.npz", "images", "figures", "tables", "run.json", ".partial",
+           "wandb")
 
 
 class OutputOptions:
@@ -199,12 +200,16 @@ class OutputWriter(L.Callback):
                 results.to_csv(tmp, index=False)
         figures += self.pipeline.job_figures(results, fig_dir)
         tables = self.pipeline.tables(results)
+        for name, table in tables.items():  # job-level summaries (also logged to W&B) are kept as files too
+            with io.atomic_path(self.out_dir / "tables" / f"{name}.csv") as tmp:
+                table.to_csv(tmp, index=False)
         info = dict(self.run_info, config=self.config, fingerprint=self.fingerprint)
         info.update(
             timesteps=items_info[0]["timesteps"] if items_info else [],
             items=items_info,
             wall_seconds={"job": round(time.time() - self.start, 3), "items": round(item_seconds, 3)},
             figures=[str(p.relative_to(self.out_dir)) for p in figures],
+            tables=[f"tables/{name}.csv" for name in tables],
         )
         if trainer is not None:
             log_job(trainer.loggers, results, tables, figures, previews)
