@@ -30,8 +30,10 @@ class HFImageClassifier(ImageClassifier):
     @classmethod
     def from_pretrained(cls, path: str, label_map=None) -> HFImageClassifier:
         """Model and processor from a local directory or a hub id (``HF_HUB_OFFLINE=1``: local or cached only)."""
+        import transformers
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+        transformers.utils.logging.disable_progress_bar()  # a loading bar per model is noise
         quiet = logging.getLogger("transformers.models.auto.image_processing_auto")
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # "falling back to the PIL backend" when torchvision is absent

@@ -12,7 +12,7 @@ import json
 RESUME = ("auto", "overwrite")
 NOT_RESULTS = {"paths", "logger", "runner", "hydra", "resume", "sweep_dir"}
 NOT_RESULTS_DATA = {"prompts", "prompt_file", "num_prompts", "num_objects", "offset", "seeds", "batch_size", "per_class",
-                    "root"}
+                    "classes", "root"}
 NOT_RESULTS_OUTPUT = {"figures"}
 
 
