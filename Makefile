@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FORBIDDEN := ^(torchvision|torch-fidelity|nvidia-)
 
-.PHONY: help install test test-slow demo bench world sweep clean
+.PHONY: help install test test-slow demo bench world slurm-example clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -23,8 +23,14 @@ test: ## Run the fast test suite
 test-slow: ## Run the slow tests (long trainings and measurements)
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(VENV)/bin/pytest -q -m slow
 
-demo: ## The main job (DF-RISE on the Shapes model) on 2 prompts, 4 steps (outputs/<date>/<time>/)
-	HF_HUB_OFFLINE=1 $(PY) run.py data.num_prompts=2 'explainer.steps=[4,9,14,19]' 
+demo: ## DF-RISE and DF-CAM x 2 similarities on the Shapes model, evaluated against random, then the sweep's report
+	HF_HUB_OFFLINE=1 $(PY) run.py -m experiment=demo
+
+slurm-example: ## Print the SLURM settings of a paper-scale sweep (no submission): edit conf/hydra/launcher/slurm.yaml
+	@HF_HUB_OFFLINE=1 $(PY) -m diffexplain.launcher hydra.launcher.partition=gpu model=sd15 runner=gpu \
+		data=coco_captions data.prompt_file=captions.txt
+	@echo "# submit: $(PY) run.py -m hydra/launcher=slurm hydra.launcher.partition=gpu model=sd15 runner=gpu \\"
+	@echo "#   data=coco_captions data.prompt_file=captions.txt explainer=rise,cam similarity=ssim,fid"
 
 world: ## Train the Shapes world model and classifier into models/ (resumable; ~25 min on 2 CPU cores)
 	HF_HUB_OFFLINE=1 $(PY) run.py pipeline=train_world logger=none

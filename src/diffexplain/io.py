@@ -89,7 +89,7 @@ def write_image(path, image: np.ndarray, quality: int | None = None) -> None:
     """A uint8 HWC image as WebP: lossless for ``quality=None``, else lossy at ``quality`` (1–100)."""
     from PIL import Image
 
-    kwargs = {"lossless": True, "quality": 100, "method": 4} if quality is None else {"quality": int(quality)}
+    kwargs = {"lossless": True, "quality": 50, "method": 2} if quality is None else {"quality": int(quality)}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(f, format="WEBP", **kwargs)
 
