@@ -194,3 +194,9 @@ def test_ddp_with_fewer_items_than_ranks_finishes(tmp_path):
     df = pd.read_parquet(out / "results.parquet")
     assert df.prompt.unique().tolist() == ["a red circle"] and len(df) == 2 * 2
     assert torch.isfinite(torch.tensor(df.value.to_numpy())).all()
+
+
+def test_a_schedule_the_scheduler_cannot_take_is_refused_before_the_model_loads(tmp_path):
+    line = one_error_line(run_cli("schedule=exp_late", "model.scheduler=ddim", "logger=none",
+                                  f"hydra.run.dir={tmp_path / 'run'}"))
+    assert "model.scheduler='ddim' is invalid: a scheduler that takes custom timesteps (schedule=exp_late" in line

@@ -474,9 +474,39 @@ def check_devices(runner: dict | None) -> None:
           f"at most the {visible} visible GPU(s), or 'auto'")
 
 
+def configured_scheduler(model: dict) -> str | None:
+    """The diffusers scheduler class a model node will sample with, when it can be known without loading it."""
+    if model.get("scheduler"):
+        return model["scheduler"]
+    if model.get("_target_", "").endswith("tiny_model"):
+        return "EulerDiscreteScheduler" if model.get("variant") == "sdxl" else "DDIMScheduler"
+    config = Path(str(model.get("path", ""))) / "scheduler" / "scheduler_config.json"
+    try:
+        return json.loads(config.read_text()).get("_class_name")
+    except (OSError, ValueError):
+        return None  # a hub id: checked when the model loads
+
+
+def check_custom_timesteps(model: dict | None, schedule: dict | None) -> None:
+    """Exponential and custom schedules set timesteps, which only some schedulers take."""
+    if not model or not schedule or schedule.get("_target_", "").endswith("Uniform"):
+        return
+    name = configured_scheduler(model)
+    if name is None:
+        return
+    from diffexplain.models.schedulers import scheduler_class
+    from diffexplain.schedules import accepts_timesteps, schedulers_accepting_timesteps
+
+    if not accepts_timesteps(scheduler_class(name)):
+        chosen = _choices().get("schedule") or schedule["_target_"].rsplit(".", 1)[-1]
+        raise UserError("model.scheduler", name, f"a scheduler that takes custom timesteps (schedule={chosen} sets "
+                        f"them): {', '.join(schedulers_accepting_timesteps())}")
+
+
 def cross_checks(nodes: dict) -> None:
     """Rules that span config groups."""
     check_devices(nodes.get("runner"))
+    check_custom_timesteps(nodes.get("model"), nodes.get("schedule"))
     check_class_labels(nodes)
     explainer, schedule, similarity = nodes.get("explainer"), nodes.get("schedule"), nodes.get("similarity")
     n = num_steps(schedule)
