@@ -6,30 +6,18 @@
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
+from common import median_time, report  # benchmarks/common.py
 
 from diffexplain.explainers.attention_capture import CrossAttentionRecorder
-from diffexplain.io import write_json
 from diffexplain.models import DiffusionModel, tiny_model
 from diffexplain.schedules import Uniform
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red circle and a blue square"
 
-
-def timed(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -47,15 +35,14 @@ def main() -> None:
             model.generate(PROMPT, 0, schedule)
         assert len(rec.calls) == args.steps
 
-    plain_s = timed(lambda: model.generate(PROMPT, 0, schedule), args.repeats)
-    recorded_s = timed(recorded, args.repeats)
+    plain_s = median_time(lambda: model.generate(PROMPT, 0, schedule), args.repeats)
+    recorded_s = median_time(recorded, args.repeats)
     result = {"plain_generate_s": round(plain_s, 4), "recorded_generate_s": round(recorded_s, 4),
               "overhead_ratio": round(recorded_s / plain_s, 4), "target_ratio_max": 1.2,
               "setup": {"model": args.model, "steps": args.steps, "repeats": args.repeats,
                         "latent_shape": list(model.latent_shape), "device": str(model.device),
                         "torch_threads": torch.get_num_threads()}}
-    write_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    report(result, args.out)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from common import environment, median_time, report  # benchmarks/common.py
 
-from diffexplain.io import write_json
 from diffexplain.metrics.games import play_games
 from diffexplain.models import DiffusionModel, tiny_model
 from diffexplain.models.outcomes import Outcome
@@ -33,16 +30,6 @@ from diffexplain.similarity import SSIM
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red circle and a blue square"
 
-
-def median_time(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def setup(model_path: str, steps: int, step_index: int):
@@ -136,12 +123,9 @@ def main() -> None:
         "targets": {"overhead_ratio_max": 1.3, "memory": "flat in n_points at a fixed batch size"},
         "setup": {"model": args.model, "batch_size": args.batch_size, "steps": args.steps, "step_index": i,
                   "target": outcome.target, "similarity": "ssim", "substrate": "zeros",
-                  "latent_shape": list(model.latent_shape), "device": str(model.device),
-                  "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "cpu": platform.processor() or platform.machine(), "repeats": args.repeats},
+                  "repeats": args.repeats, **environment(model)},
     }
-    write_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    report(result, args.out)
 
 
 if __name__ == "__main__":

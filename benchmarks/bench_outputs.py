@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import report  # benchmarks/common.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -104,11 +106,7 @@ def main() -> None:
         "targets": {"bytes_per_item_max": 1_000_000, "peak_rss_ratio_max": 1.10},
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
     }
-    from diffexplain.io import write_json
-
-    path = ROOT / "benchmarks" / "results" / "outputs.json"
-    write_json(path, out)
-    print(json.dumps(out, indent=2))
+    report(out, ROOT / "benchmarks" / "results" / "outputs.json")
 
 
 if __name__ == "__main__":

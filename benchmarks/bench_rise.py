@@ -11,32 +11,19 @@ the UNet) and c/a >= 10 (batching pays).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import environment, median_time, report  # benchmarks/common.py
 
 from diffexplain.explainers import RISE
-from diffexplain.io import write_json
 from diffexplain.models import DiffusionModel, tiny_model
 from diffexplain.schedules import Uniform
 from diffexplain.similarity import SSIM
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def best_of(fn, repeats: int) -> float:
-    """Median wall time of ``repeats`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def reference_loop(rise: RISE, traj, i: int) -> torch.Tensor:
@@ -75,8 +62,8 @@ def main() -> None:
             for start in range(0, args.n_masks, args.batch_size):
                 model.unet_output(latents[: min(args.batch_size, args.n_masks - start)], traj.timesteps[i], traj.cond)
 
-    rise_s = best_of(lambda: rise.explain_step(traj, i), args.repeats)
-    unet_s = best_of(unet_only, args.repeats)
+    rise_s = median_time(lambda: rise.explain_step(traj, i), args.repeats)
+    unet_s = median_time(unet_only, args.repeats)
     ref_start = time.perf_counter()
     ref_map = reference_loop(rise, traj, i)
     ref_s = time.perf_counter() - ref_start
@@ -89,12 +76,9 @@ def main() -> None:
         "targets": {"overhead_ratio_max": 1.15, "speedup_vs_reference_min": 10},
         "setup": {"model": args.model, "n_masks": args.n_masks, "batch_size": args.batch_size,
                   "steps": args.steps, "step_index": i, "target": rise.target, "similarity": "ssim",
-                  "latent_shape": list(model.latent_shape), "device": str(model.device),
-                  "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                  "cpu": platform.processor() or platform.machine(), "repeats": args.repeats},
+                  "repeats": args.repeats, **environment(model)},
     }
-    write_json(args.out, result)
-    print(json.dumps(result, indent=2))
+    report(result, args.out)
 
 
 if __name__ == "__main__":

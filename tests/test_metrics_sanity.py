@@ -12,12 +12,7 @@ PROMPT = "a red circle and a blue square"
 TINY_STAGES = ["conv_out", "up_blocks.1", "up_blocks.0", "mid_block", "down_blocks.1", "down_blocks.0", REST]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
