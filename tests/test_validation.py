@@ -51,7 +51,7 @@ def test_specs_mirror_the_classes_enumerations():
     from diffexplain.explainers import captum_base, rise
     from diffexplain.models import outcomes
 
-    assert set(rise.MASKS) == {"pixel", "grid"} and set(outcomes.TARGETS) == {"paper", "next_latent", "x0", "final"}
+    assert set(rise.MASKS) == {"pixel", "grid"} and set(outcomes.TARGETS) == {"output", "paper", "next_latent", "x0", "final"}
     spec = SPECS["diffexplain.explainers.RISE"]
     for value in outcomes.TARGETS:
         spec["target"]("explainer.target", value)

@@ -156,7 +156,7 @@ DTYPE = choice("float32", "float16", "bfloat16")
 EXPLAINER_COMMON = {"steps": STEPS, "seed": SEED, "_partial_": boolean}
 WINDOWED = {"kernel_size": integer(1, 99, null=True), "sigma": number(0, open_lo=True),
             "data_range": number(0, open_lo=True, null=True), "variant": choice("textbook", "authors")}
-CAPTUM_COMMON = {"target": choice("next_latent", "x0"), "baseline": choice("zeros", "blur", "noise"),
+CAPTUM_COMMON = {"target": choice("output", "next_latent", "x0"), "baseline": choice("zeros", "blur", "noise"),
                  "channel_reduce": choice("sum", "abs_sum"), "internal_batch_size": integer(1), **EXPLAINER_COMMON}
 
 SPECS: dict[str, dict] = {
@@ -181,7 +181,8 @@ SPECS: dict[str, dict] = {
     "diffexplain.explainers.RISE": {
         "masks": choice("pixel", "grid"), "grid_size": integer(1), "n_masks": integer(1),
         "p": number(0, 1, open_lo=True, open_hi=True, allowed="a probability in (0, 1)"), "batch_size": integer(1),
-        "target": choice("paper", "next_latent", "x0", "final"), "score": choice("scalar", "map"), "center": boolean,
+        "target": choice("output", "paper", "next_latent", "x0", "final"), "score": choice("scalar", "map"),
+        "center": boolean,
         **EXPLAINER_COMMON},
     "diffexplain.explainers.DFCAM": {"modules": str_list(single=True), "target": choice("noise_sum", "similarity"),
                                      "upsample": choice("latent", "image"), **EXPLAINER_COMMON},
@@ -360,7 +361,7 @@ def check_class_labels(nodes: dict) -> None:
 OUTPUT = {"x0_steps": choice("explained", "all", "none"),
           "x0_quality": integer(1, 100, null=True), "heatmap_dtype": choice("float32", "float16"), "figures": integer(0)}
 TOP = {"seed": SEED, "resume": choice("auto", "overwrite")}
-EVALUATE = {"target": choice("paper", "next_latent", "x0", "final"),
+EVALUATE = {"target": choice("output", "paper", "next_latent", "x0", "final"),
             "similarity": choice("ssim", "structure", "luminance", "contrast", "cosine", "fid", null=True),
             "n_points": integer(2, 10_000), "substrate": choice("zeros", "blur", "mean"), "batch_size": integer(1),
             "baselines": any_value, "protocol": choice("per_prompt", "paper"), "sanity": boolean,

@@ -4,6 +4,8 @@ Captum attributes a function of the latent z_t at step i. :class:`StepOutcome` i
 guided UNet evaluation of z at the step's timestep, turned into an outcome and scored against the unperturbed
 outcome with a similarity, one scalar per batch item. Targets:
 
+- ``output``: the guided model output itself vs the unperturbed one (the network alone, without the scheduler's
+  direct path from z_t).
 - ``next_latent`` (default): the scheduler step of the evaluation vs the unperturbed z_{t−1} (``latents[i + 1]``).
 - ``x0``: the decoded x0-prediction of the evaluation vs the decoded unperturbed x0-prediction.
 
@@ -26,7 +28,7 @@ from diffexplain.metrics.substrates import blur
 from diffexplain.models.outcomes import Outcome
 from diffexplain.similarity import Similarity
 
-TARGETS = ("next_latent", "x0")
+TARGETS = ("output", "next_latent", "x0")
 BASELINES = ("zeros", "blur", "noise")
 CHANNEL_REDUCES = ("sum", "abs_sum")
 

@@ -2,6 +2,8 @@
 deletion/insertion games score against the unperturbed one.
 
 Targets:
+- ``output``: the guided model output itself (ε, v or x0, whatever the model predicts) — the only target without the
+  scheduler's direct path from z_t to its result, so it asks what the *network* does with the latent;
 - ``paper``: the guided noise prediction ε of the evaluation, compared with the unperturbed *next latent* z_{t−1}
   (the authors' DF-RISE code; it compares unlike quantities and is kept to reproduce their figures).
 - ``next_latent``: the scheduler step of the evaluation (z_{t−1}), with the trajectory's own solver state.
@@ -19,7 +21,7 @@ import torch
 
 from diffexplain.errors import check
 
-TARGETS = ("paper", "next_latent", "x0", "final")
+TARGETS = ("output", "paper", "next_latent", "x0", "final")
 
 
 class Outcome:
@@ -49,7 +51,9 @@ class Outcome:
         model, traj, i, t = self.model, self.trajectory, self.i, self.timestep
         latents = latents.to(model.device, torch.float32)
         out = model.unet_output(latents, t, traj.cond) if output is None else output
-        if self.target == "paper":
+        if self.target == "output":
+            result = out
+        elif self.target == "paper":
             result = model.eps_and_x0(out, latents, t)[0]
         elif self.target == "next_latent":
             result = model.step(traj, i, out, latents)
