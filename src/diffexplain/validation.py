@@ -365,6 +365,7 @@ EVALUATE = {"target": choice("output", "paper", "next_latent", "x0", "final"),
             "similarity": choice("ssim", "structure", "luminance", "contrast", "cosine", "fid", null=True),
             "n_points": integer(2, 10_000), "substrate": choice("zeros", "blur", "mean"), "batch_size": integer(1),
             "baselines": any_value, "protocol": choice("per_prompt", "paper"), "sanity": boolean,
+            "sanity_stages": choice("cascade", "full"),
             "bootstrap": integer(100)}
 GROUPS = ("model", "data", "classifier", "schedule", "explainer", "similarity", "pipeline", "runner", "logger")
 

@@ -34,7 +34,7 @@ from diffexplain.explainers import RandomExplainer
 from diffexplain.items import PromptItem
 from diffexplain.metrics.correlation import mask_correlation, step_matrix
 from diffexplain.metrics.games import GAMES, play_games
-from diffexplain.metrics.sanity import cascading_randomisation, sanity_rho
+from diffexplain.metrics.sanity import cascading_randomisation, randomisation_stages, sanity_rho
 from diffexplain.models import DiffusionModel
 from diffexplain.models.outcomes import TARGETS, Outcome
 from diffexplain.pipelines.base import ItemOutput
@@ -46,6 +46,7 @@ from diffexplain.similarity import SIMILARITIES, Similarity
 PROTOCOLS = ("per_prompt", "paper")
 SUBSTRATES = ("zeros", "blur", "mean")
 BASELINES = ("random",)
+SANITY_STAGES = ("cascade", "full")
 
 
 class EvaluateOptions:
@@ -53,7 +54,7 @@ class EvaluateOptions:
 
     def __init__(self, target: str = "x0", similarity: str | None = None, n_points: int = 17,
                  substrate: str = "zeros", batch_size: int = 64, baselines=("random",), protocol: str = "per_prompt",
-                 sanity: bool = False, bootstrap: int = 10_000):
+                 sanity: bool = False, sanity_stages: str = "cascade", bootstrap: int = 10_000):
         check(target in TARGETS, "evaluate.target", target, f"one of {list(TARGETS)}")
         check(similarity is None or similarity in SIMILARITIES, "evaluate.similarity", similarity,
               f"one of {list(SIMILARITIES)} or null (ssim; fid under evaluate.protocol=paper)")
@@ -67,9 +68,11 @@ class EvaluateOptions:
         check(all(b in BASELINES for b in baselines), "evaluate.baselines", list(baselines),
               f"a list of {list(BASELINES)} (compare with other explainers by sweeping explainer=...)")
         check(isinstance(sanity, bool), "evaluate.sanity", sanity, "true or false")
+        check(sanity_stages in SANITY_STAGES, "evaluate.sanity_stages", sanity_stages, f"one of {list(SANITY_STAGES)}")
         check(isinstance(bootstrap, int) and bootstrap >= 100, "evaluate.bootstrap", bootstrap, "an integer >= 100")
         self.target, self.n_points, self.substrate, self.batch_size = target, n_points, substrate, batch_size
         self.protocol, self.baselines, self.sanity, self.bootstrap = protocol, tuple(baselines), sanity, bootstrap
+        self.sanity_stages = sanity_stages
         self.similarity = similarity or ("fid" if protocol == "paper" else "ssim")
         self.y = "distance" if protocol == "paper" else "similarity"
 
@@ -108,7 +111,8 @@ class EvaluatePipeline(ExplainPipeline):
         o = self.options
         return {**super().describe(), "evaluate": {
             "target": o.target, "similarity": self.yardstick.name, "y": o.y, "n_points": o.n_points,
-            "substrate": o.substrate, "protocol": o.protocol, "baselines": list(self.baselines), "sanity": o.sanity}}
+            "substrate": o.substrate, "protocol": o.protocol, "baselines": list(self.baselines), "sanity": o.sanity,
+            "sanity_stages": o.sanity_stages}}
 
     def use_cache(self, directory: Path, config: dict) -> None:
         """Share the baselines' rows between the jobs of a sweep: they depend on the item, the model, the schedule and
@@ -173,9 +177,13 @@ class EvaluatePipeline(ExplainPipeline):
         return rows
 
     def sanity(self, model, item, traj, timesteps, maps: torch.Tensor, sim) -> list[dict]:
-        """Spearman ρ between the trained model's maps and those of cumulatively re-initialised UNets."""
+        """Spearman ρ between the trained model's maps and those of cumulatively re-initialised UNets (every stage of
+        the cascade, or with ``sanity_stages=full`` only the fully re-initialised UNet)."""
         rows = []
+        last = randomisation_stages(model.unet)[-1][0]
         for stage, randomised in cascading_randomisation(model, seed=self.explainer.seed):
+            if self.options.sanity_stages == "full" and stage != last:
+                continue
             explainer = self.make_explainer(model=randomised, similarity=self.similarity)
             other = explainer.explain(traj, self.steps).float()
             other = other.sum(1) if explainer.per_token else other
