@@ -102,9 +102,9 @@ def test_cli_rejects_bad_values_with_one_line_and_exit_2(tmp_path):
 
 
 def test_centring_removes_the_mean_score_times_the_mask_counts(tiny, traj):
-    """center=true: Σ (S_k − S̄) M_k / (N p) = the RISE map minus S̄ · Σ M_k / (N p); a constant score gives 0."""
+    """estimator=centred: Σ (S_k − S̄) M_k / (N p) = the RISE map minus S̄ · Σ M_k / (N p); a constant score gives 0."""
     plain = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3)
-    centred = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3, center=True)
+    centred = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3, estimator="centred")
     g, (h, w) = plain.generator(traj, 2), traj.latents.shape[-2:]
     masks = torch.cat([plain.sample_masks(n, h, w, g) for n in (10, 10, 4)])
     outcome = plain.outcome(traj, 2)
@@ -113,5 +113,22 @@ def test_centring_removes_the_mean_score_times_the_mask_counts(tiny, traj):
     expected = plain.explain(traj, [2])[0] - scores.mean() * masks.sum(dim=(0, 1)) / (24 * 0.5)
     assert torch.allclose(centred.explain(traj, [2])[0], expected, atol=1e-5)
     model = region_model(tiny, torch.ones(1, 1, 8, 8))
-    flat = RISE(model, ConstantSimilarity(), n_masks=64, center=True).explain(traj, [1])[0]
+    flat = RISE(model, ConstantSimilarity(), n_masks=64, estimator="centred").explain(traj, [1])[0]
     assert flat.abs().max() < 1e-6
+
+
+class Coverage(Cosine):
+    """On an all-ones latent and an identity model, the mean of the masked outcome: the mask's coverage itself."""
+
+    def forward(self, a, b):
+        return a.flatten(1).mean(1)
+
+
+@pytest.mark.parametrize("masks", ["pixel", "grid"])
+def test_the_coverage_estimator_removes_a_score_that_only_counts_the_kept_pixels(tiny, traj, masks):
+    model = region_model(tiny, torch.ones(1, 1, 8, 8))
+    ones = dataclasses.replace(traj, latents=torch.ones_like(traj.latents))
+    make = lambda estimator: RISE(model, Coverage(), target="output", masks=masks, n_masks=64,  # noqa: E731
+                                  estimator=estimator).explain(ones, [1])[0]
+    assert make("coverage").abs().max() < 1e-5
+    assert make("centred").abs().max() > 1e-3, "centring alone keeps the coverage's sampling noise"

@@ -182,7 +182,7 @@ SPECS: dict[str, dict] = {
         "masks": choice("pixel", "grid"), "grid_size": integer(1), "n_masks": integer(1),
         "p": number(0, 1, open_lo=True, open_hi=True, allowed="a probability in (0, 1)"), "batch_size": integer(1),
         "target": choice("output", "paper", "next_latent", "x0", "final"), "score": choice("scalar", "map"),
-        "center": boolean,
+        "estimator": choice("rise", "centred", "coverage"),
         **EXPLAINER_COMMON},
     "diffexplain.explainers.DFCAM": {"modules": str_list(single=True), "target": choice("noise_sum", "similarity"),
                                      "upsample": choice("latent", "image"), **EXPLAINER_COMMON},

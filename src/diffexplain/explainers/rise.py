@@ -1,11 +1,17 @@
 """``explainer=rise``: DF-RISE — RISE on the latent of one denoising step (Park et al., 2024).
 
 For N random masks M_k over the latent grid (shared by all channels): evaluate the guided UNet on z_t ⊙ M_k at
-the same t, score the outcome against the unmasked outcome with a similarity S, and accumulate
-saliency = Σ_k S_k · M_k / (N · p) (RISE, and the authors' code), or with ``center=true``
-Σ_k (S_k − S̄) · M_k / (N · p): the same map up to the term S̄ · Σ_k M_k / (N · p), which carries no evidence (it is
-S̄ plus the binomial noise of the mask counts) and swamps the signal when the scores vary little around their mean.
-Masks are streamed in batches, so memory does not grow with N.
+the same t, score the outcome against the unmasked outcome with a similarity S, and accumulate (``estimator``):
+
+- ``rise``: Σ_k S_k · M_k / (N · p) — RISE, and the authors' code;
+- ``centred``: Σ_k (S_k − S̄) · M_k / (N · p) — the same map without the term S̄ · Σ_k M_k / (N · p), which carries no
+  evidence (it is S̄ plus the binomial noise of each pixel's mask count) and swamps the signal when the scores vary
+  little around their mean;
+- ``coverage``: Σ_k (S_k − â − b̂ · c_k) · M_k / (N · p), with c_k the share of the latent mask k keeps and (â, b̂)
+  the least-squares line of the scores on it: also removes how much a score depends on *how much* is masked rather
+  than *where*, which is the same for every pixel (and for any model), so only its sampling noise reaches the map.
+
+Map scores (``score=map``) are handled per pixel. Masks are streamed in batches, so memory does not grow with N.
 
 Targets (what "outcome" means):
 - ``paper``: the masked noise prediction vs the unmasked next latent z_{t−1} — the authors' code; it compares
@@ -29,6 +35,7 @@ from diffexplain.explainers.base import Explainer, check_in
 from diffexplain.models.outcomes import TARGETS, Outcome
 MASKS = ("pixel", "grid")
 SCORES = ("scalar", "map")
+ESTIMATORS = ("rise", "centred", "coverage")
 
 
 class RISE(Explainer):
@@ -36,7 +43,7 @@ class RISE(Explainer):
 
     def __init__(self, model, similarity, masks: str = "pixel", n_masks: int = 256, p: float = 0.5,
                  grid_size: int = 4, batch_size: int = 64, target: str = "next_latent", score: str = "scalar",
-                 center: bool = False, steps=None, seed: int = 0):
+                 estimator: str = "rise", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.masks", masks, MASKS)
         check_in("explainer.target", target, TARGETS)
@@ -48,8 +55,8 @@ class RISE(Explainer):
         check(score == "scalar" or similarity.has_map, "explainer.score", score,
               f"'scalar' for similarity={similarity.name} (it has no map form)")
         self.masks, self.n_masks, self.p, self.grid_size = masks, n_masks, p, grid_size
-        check(isinstance(center, bool), "explainer.center", center, "true or false")
-        self.batch_size, self.target, self.score, self.center = batch_size, target, score, center
+        check_in("explainer.estimator", estimator, ESTIMATORS)
+        self.batch_size, self.target, self.score, self.estimator = batch_size, target, score, estimator
 
     # -- masks ------------------------------------------------------------------------------------
     def sample_masks(self, n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -85,14 +92,41 @@ class RISE(Explainer):
         outcome = self.outcome(trajectory, i)
         z = trajectory.latents[i: i + 1].to(self.model.device, torch.float32)
         reference = outcome.reference().float()
-        weighted, mask_sum, score_sum = (torch.zeros((h, w), device=self.model.device) for _ in range(3))
+        acc = _Sums((h, w), self.model.device)
         for start in range(0, self.n_masks, self.batch_size):
             masks = self.sample_masks(min(self.batch_size, self.n_masks - start), h, w, g).to(self.model.device)
-            scores = self.scores(outcome(z * masks.to(z.dtype)).float(), reference, masks)
-            weighted += (scores * masks).sum(dim=(0, 1))
-            if self.center:
-                mask_sum += masks.sum(dim=(0, 1))
-                score_sum += scores.sum(dim=(0, 1))
-        if self.center:  # Σ (S_k − S̄) M_k: the mean score times the mask count is noise, not evidence
-            weighted -= score_sum / self.n_masks * mask_sum
-        return (weighted / (self.n_masks * self.p)).cpu()
+            acc.add(self.scores(outcome(z * masks.to(z.dtype)).float(), reference, masks), masks)
+        return (acc.saliency(self.estimator) / (self.n_masks * self.p)).cpu()
+
+
+class _Sums:
+    """Running sums over masks k of S_k M_k, M_k, c_k M_k, S_k, c_k, c_k², S_k c_k (scores S_k scalar or per pixel,
+    coverage c_k = mean of mask k): enough for every estimator without keeping the masks."""
+
+    def __init__(self, shape, device):
+        self.n = 0
+        self.sm, self.m, self.cm, self.s, self.sc = (torch.zeros(shape, device=device) for _ in range(5))
+        self.c = self.cc = 0.0
+
+    def add(self, scores: torch.Tensor, masks: torch.Tensor) -> None:
+        cover = masks.mean(dim=(1, 2, 3))  # [n]
+        c = cover[:, None, None, None]
+        self.n += len(masks)
+        self.sm += (scores * masks).sum(dim=(0, 1))
+        self.m += masks.sum(dim=(0, 1))
+        self.cm += (c * masks).sum(dim=(0, 1))
+        self.s += scores.sum(dim=(0, 1)).expand_as(self.s)
+        self.sc += (scores * c).sum(dim=(0, 1)).expand_as(self.sc)
+        self.c += float(cover.sum())
+        self.cc += float((cover ** 2).sum())
+
+    def saliency(self, estimator: str) -> torch.Tensor:
+        if estimator == "rise":
+            return self.sm
+        mean_s = self.s / self.n
+        if estimator == "centred":
+            return self.sm - mean_s * self.m
+        var_c = self.cc / self.n - (self.c / self.n) ** 2
+        slope = (self.sc / self.n - mean_s * self.c / self.n) / var_c if var_c > 0 else torch.zeros_like(mean_s)
+        intercept = mean_s - slope * self.c / self.n
+        return self.sm - intercept * self.m - slope * self.cm
