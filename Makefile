@@ -6,10 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FORBIDDEN := ^(torchvision|torch-fidelity|nvidia-)
 
-.PHONY: help install test test-slow demo bench world slurm-example clean
+.PHONY: help install test test-slow demo bench world slurm-example evidence clean
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
 install: ## Create .venv and install diffexplain (editable) with the pinned CPU torch
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ slurm-example: ## Print the SLURM settings of a paper-scale sweep (no submission
 		data=coco_captions data.prompt_file=captions.txt
 	@echo "# submit: $(PY) run.py -m hydra/launcher=slurm hydra.launcher.partition=gpu model=sd15 runner=gpu \\"
 	@echo "#   data=coco_captions data.prompt_file=captions.txt explainer=rise,cam similarity=ssim,fid"
+
+EVIDENCE ?= outputs/evidence
+evidence: ## Regenerate the README's evidence table (outputs/evidence/report.md) and the held-out check
+	for e in evidence evidence_rise evidence_rise_final evidence_cam evidence_sanity; do \
+		HF_HUB_OFFLINE=1 $(PY) run.py -m experiment=$$e hydra.sweep.dir=$(EVIDENCE)/$$e logger=none || exit 1; done
+	HF_HUB_OFFLINE=1 $(PY) run.py pipeline=report sweep_dir=$(EVIDENCE) logger=none
+	HF_HUB_OFFLINE=1 $(PY) run.py -m experiment=evidence_heldout hydra.sweep.dir=$(EVIDENCE)-heldout logger=none
 
 world: ## Train the Shapes world model and classifier into models/ (resumable; ~25 min on 2 CPU cores)
 	HF_HUB_OFFLINE=1 $(PY) run.py pipeline=train_world logger=none
