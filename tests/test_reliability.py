@@ -59,7 +59,7 @@ CASES = {  # overrides -> what the one line must contain
     "explainer=nope": "explainer=nope is not a choice; one of [",
     "explainer.n_mask=3": "explainer.n_mask is not a config key; nearest: explainer.n_masks",
     "+explainer.n_mask=3": "not a key of explainer=rise; nearest: explainer.n_masks",
-    "schedule=exp_late schedule.num_steps=900 schedule.lam=0": "schedule.num_steps=900 is invalid: with schedule.lam=0",
+    "schedule=exp_late model.scheduler=dpm_solver schedule.num_steps=900 schedule.lam=0": "schedule.num_steps=900 is invalid: with schedule.lam=0",
     "hydra.run.dir={d}/a_file": "cannot create the output directory",
     "hydra.run.dir=/proc/diffexplain": "cannot create the output directory",
     "resume=maybe": "resume='maybe' is invalid",
@@ -92,6 +92,7 @@ def test_a_non_finite_latent_stops_the_item_naming_the_step_and_the_cause():
 def test_no_code_is_deserialised_anywhere_in_src():
     for path in (ROOT / "src").rglob("*.py"):
         text = path.read_text()
+        text = text.replace("allow_pickle=False", "")  # numpy's own refusal to unpickle
         assert "pickle" not in text and "weights_only=False" not in text, path
 
 

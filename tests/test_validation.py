@@ -27,8 +27,14 @@ def composed(*overrides: str):
 
 
 @pytest.mark.parametrize("group, name", [(g, c) for g in GROUPS for c in choices(g) if c not in OPTIONAL.get(g, ())])
-def test_every_shipped_choice_validates_and_has_a_spec(group, name):
-    extra = {"coco_captions": ["data.prompt_file=README.md"], "report": [f"sweep_dir={ROOT}"]}.get(name, [])
+def test_every_shipped_choice_validates_and_has_a_spec(group, name, tmp_path):
+    from PIL import Image
+
+    for label in ("cat", "dog"):  # the smallest class folder an imagefolder accepts
+        (tmp_path / label).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / label / "0.png")
+    extra = {"coco_captions": ["data.prompt_file=README.md"], "report": [f"sweep_dir={ROOT}"],
+             "imagefolder": [f"data.root={tmp_path}"], "hf": [f"classifier.path={tmp_path}"]}.get(name, [])
     cfg = composed(f"{group}={name}", *extra)
     node = cfg[group] if group in cfg else None
     if node is not None and "_target_" in node:
