@@ -34,7 +34,7 @@ slurm-example: ## Print the SLURM settings of a paper-scale sweep (no submission
 
 EVIDENCE ?= outputs/evidence
 evidence: ## Regenerate the README's evidence table (outputs/evidence/report.md) and the held-out check
-	for e in evidence evidence_rise evidence_rise_final evidence_cam evidence_sanity; do \
+	for e in evidence evidence_rise evidence_rise_estimator evidence_rise_final evidence_cam; do \
 		HF_HUB_OFFLINE=1 $(PY) run.py -m experiment=$$e hydra.sweep.dir=$(EVIDENCE)/$$e logger=none || exit 1; done
 	HF_HUB_OFFLINE=1 $(PY) run.py pipeline=report sweep_dir=$(EVIDENCE) logger=none
 	HF_HUB_OFFLINE=1 $(PY) run.py -m experiment=evidence_heldout hydra.sweep.dir=$(EVIDENCE)-heldout logger=none

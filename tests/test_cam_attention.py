@@ -34,7 +34,7 @@ def processors(unet) -> dict:
 
 def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
     before = hook_count(tiny.unet)
-    cam = DFCAM(tiny)
+    cam = DFCAM(tiny, modules="resnets")
     assert len(cam.module_names) == 8 and all(".resnets." in n for n in cam.module_names)
     maps = cam.module_maps(traj, 1)
     assert set(maps) == set(cam.module_names)
@@ -102,7 +102,7 @@ def test_paper_modules_on_the_embedded_model_and_in_describe(tiny, traj):
     cam = DFCAM(tiny, modules="paper")  # the tiny model has the embedded model's layout
     assert cam.describe()["modules"] == resolve_modules(tiny.unet, "paper") and len(cam.module_names) == 16
     assert set(cam.module_maps(traj, 0)) == set(cam.module_names)
-    assert DFCAM(tiny).describe()["modules"] == resolve_modules(tiny.unet, "resnets")
+    assert DFCAM(tiny).describe()["modules"] == resolve_modules(tiny.unet, "paper")  # the default
 
 
 def test_output_tensor_unwraps_tuples_and_diffusers_outputs():
@@ -254,7 +254,7 @@ def test_cam_applies_guidance_once_like_the_authors(tiny, traj):
     cam = DFCAM(tiny)
     ours = cam.cam_inputs(traj, 1)
     modules, acts = dict(tiny.unet.named_modules()), {}
-    handles = [modules[n].register_forward_hook(lambda m, a, out, n=n: acts.__setitem__(n, out))
+    handles = [modules[n].register_forward_hook(lambda m, a, out, n=n: acts.__setitem__(n, output_tensor(out)))
                for n in cam.module_names]
     try:
         z = traj.latents[1:2].clone().requires_grad_(True)

@@ -100,9 +100,11 @@ def test_the_unperturbed_latent_scores_the_maximum_similarity(tiny, traj, target
 
 
 @pytest.mark.parametrize("baseline", ["zeros", "blur"])
-def test_integrated_gradients_are_complete(tiny, traj, baseline):
+@pytest.mark.parametrize("target", ["output", "next_latent"])
+def test_integrated_gradients_are_complete(tiny, traj, baseline, target):
     """Σ attributions ≈ f(z) − f(baseline): Captum's convergence delta is small next to that difference."""
-    ex = IntegratedGradientsExplainer(tiny, SSIM(), n_steps=32, baseline=baseline, internal_batch_size=32)
+    ex = IntegratedGradientsExplainer(tiny, SSIM(), target=target, n_steps=64, baseline=baseline,
+                                      internal_batch_size=64)
     z = traj.latents[1:2]
     f = ex.outcome(traj, 1)
     start = ex.baselines(z, ex.generator(traj, 1))

@@ -32,7 +32,8 @@ def region_model(tiny, region):
 
 def test_normalisation_makes_a_constant_score_a_flat_map_of_one(tiny, traj):
     model = region_model(tiny, torch.ones(1, 1, 8, 8))
-    sal = RISE(model, ConstantSimilarity(), n_masks=8000, p=0.3, batch_size=1000).explain(traj, [1])[0]
+    rise = RISE(model, ConstantSimilarity(), n_masks=8000, p=0.3, batch_size=1000, estimator="rise")
+    sal = rise.explain(traj, [1])[0]
     assert sal.mean().item() == pytest.approx(1.0, abs=0.01)
     assert sal.std().item() < 0.05
 
@@ -103,7 +104,7 @@ def test_cli_rejects_bad_values_with_one_line_and_exit_2(tmp_path):
 
 def test_centring_removes_the_mean_score_times_the_mask_counts(tiny, traj):
     """estimator=centred: Σ (S_k − S̄) M_k / (N p) = the RISE map minus S̄ · Σ M_k / (N p); a constant score gives 0."""
-    plain = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3)
+    plain = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3, estimator="rise")
     centred = RISE(tiny, SSIM(), n_masks=24, batch_size=10, seed=3, estimator="centred")
     g, (h, w) = plain.generator(traj, 2), traj.latents.shape[-2:]
     masks = torch.cat([plain.sample_masks(n, h, w, g) for n in (10, 10, 4)])

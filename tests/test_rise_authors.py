@@ -72,7 +72,7 @@ def compare(model, prompt: str, steps, n_masks: int) -> list[float]:
     """Spearman ρ between the port's map and ours per step (the same masks), after checking them equal."""
     traj = model.generate(prompt, 11, Uniform(20))
     rise = RISE(model, Structure(variant="authors", kernel_size=15), target="paper", score="map",
-                n_masks=n_masks, batch_size=32, seed=0)
+                estimator="rise", n_masks=n_masks, batch_size=32, seed=0)
     _, h, w = traj.latents.shape[1:]
     rhos = []
     for i in steps:

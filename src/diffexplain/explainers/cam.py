@@ -132,7 +132,7 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 class DFCAM(Explainer):
     name = "cam"
 
-    def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "resnets",
+    def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "paper",
                  target: str = "noise_sum", upsample: str = "latent", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_target(target, similarity)

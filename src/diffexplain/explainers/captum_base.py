@@ -37,7 +37,7 @@ class StepOutcome(nn.Module):
     """``forward(z[B, C, h, w]) -> [B]``: similarity of the guided step outcome of each z to the unperturbed one."""
 
     def __init__(self, model: DiffusionModel, trajectory: Trajectory, i: int, similarity: Similarity,
-                 target: str = "next_latent"):
+                 target: str = "output"):
         super().__init__()
         check_in("explainer.target", target, TARGETS)
         self.model, self.trajectory, self.i, self.target = model, trajectory, i, target
@@ -71,7 +71,7 @@ class CaptumExplainer(Explainer):
     ``internal_batch_size`` bounds the latents per batched UNet evaluation.
     """
 
-    def __init__(self, model, similarity, target: str = "next_latent", baseline: str = "zeros",
+    def __init__(self, model, similarity, target: str = "output", baseline: str = "zeros",
                  channel_reduce: str = "sum", internal_batch_size: int = 16, steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.target", target, TARGETS)

@@ -42,8 +42,8 @@ class RISE(Explainer):
     name = "rise"
 
     def __init__(self, model, similarity, masks: str = "pixel", n_masks: int = 256, p: float = 0.5,
-                 grid_size: int = 4, batch_size: int = 64, target: str = "next_latent", score: str = "scalar",
-                 estimator: str = "rise", steps=None, seed: int = 0):
+                 grid_size: int = 4, batch_size: int = 64, target: str = "output", score: str = "scalar",
+                 estimator: str = "centred", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.masks", masks, MASKS)
         check_in("explainer.target", target, TARGETS)

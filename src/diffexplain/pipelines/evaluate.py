@@ -52,7 +52,7 @@ SANITY_STAGES = ("cascade", "full")
 class EvaluateOptions:
     """``evaluate.*`` (see conf/config.yaml)."""
 
-    def __init__(self, target: str = "x0", similarity: str | None = None, n_points: int = 17,
+    def __init__(self, target: str = "output", similarity: str | None = None, n_points: int = 17,
                  substrate: str = "zeros", batch_size: int = 64, baselines=("random",), protocol: str = "per_prompt",
                  sanity: bool = False, sanity_stages: str = "cascade", bootstrap: int = 10_000):
         check(target in TARGETS, "evaluate.target", target, f"one of {list(TARGETS)}")
