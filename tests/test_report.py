@@ -52,6 +52,7 @@ def test_report_of_a_sweep(tmp_path):
     late = summary.xs("late", level="phase")
     assert late.loc["rise target=x0", "deletion_win_share"] == 1.0
     assert late.loc["cam", "insertion_win_share"] == 0.0
+    assert late.loc["rise target=x0", "both_win_share"] == 1.0 and late.loc["cam", "both_win_share"] == 0.0
     assert late.loc["rise target=x0", "deletion_auc"] == pytest.approx(0.415)
     cross = report.tables["cross_explainer"]
     spearman = cross[cross.method == "spearman"].set_index(["a", "b"])["mean"]

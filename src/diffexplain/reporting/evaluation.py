@@ -68,8 +68,24 @@ def auc_table(results: pd.DataFrame, num_steps: int, n_resamples: int = 10_000, 
                                n_resamples)
             rec.update({f"{game}_win_share": c.better_share, f"{game}_diff": c.mean_difference,
                         f"{game}_diff_ci_low": c.ci_low, f"{game}_diff_ci_high": c.ci_high, f"{game}_p": c.p_value})
+        if rec["explainer"] != baseline:
+            rec["both_win_share"] = both_win_share(group, base, y)
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def both_win_share(rows: pd.DataFrame, base: pd.DataFrame, y: str = "similarity") -> float:
+    """Share of items (paired on prompt, seed and step) where the explainer beats the baseline on deletion AND
+    insertion AUC; NaN without pairs."""
+    def wide(df):
+        return df.pivot_table(index=PAIR, columns="metric", values="value", aggfunc="mean", dropna=False)
+
+    paired = wide(rows).join(wide(base), rsuffix="_base", how="inner").dropna()
+    if paired.empty or "deletion_auc" not in paired or "insertion_auc" not in paired:
+        return np.nan
+    sign = {g: 1 if higher_is_better(g, y) else -1 for g in ("deletion", "insertion")}
+    wins = [sign[g] * (paired[f"{g}_auc"] - paired[f"{g}_auc_base"]) > 0 for g in ("deletion", "insertion")]
+    return float((wins[0] & wins[1]).mean())
 
 
 def paper_auc_table(results: pd.DataFrame, num_steps: int) -> pd.DataFrame:

@@ -295,8 +295,8 @@ def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
 AUC_COLUMNS = ["label", "phase", "n", "deletion_auc", "deletion_ci_low", "deletion_ci_high", "random_deletion_auc",
                "deletion_win_share", "insertion_auc", "insertion_ci_low", "insertion_ci_high", "random_insertion_auc",
-               "insertion_win_share", "pointing_game", "iou_topk", "iou_chance", "mass_inside", "area_share",
-               "sanity_rho_full"]
+               "insertion_win_share", "both_win_share", "pointing_game", "iou_topk", "iou_chance", "mass_inside",
+               "area_share", "sanity_rho_full"]
 
 
 def markdown(report: Report, jobs: list[Job], root: Path) -> str:
