@@ -307,7 +307,7 @@ class NoisedClassifierPipeline(Pipeline):
         images = ImageFiles(out_dir / "images")
         steep = results[results.metric == "steep_rise_t"].set_index("image_id")["value"]
         firsts = results.drop_duplicates("class")[["class", "image_id"]].head(self.class_figures)
-        with np.load(out_dir / "heatmaps.npz", allow_pickle=False) as npz:
+        with np.load(out_dir / "heatmaps.npz") as npz:
             for name, iid in firsts.itertuples(index=False):
                 positions = self.attribution_steps(int(steep[iid]))
                 steps = sorted(set(positions.values()), reverse=True)

@@ -72,7 +72,10 @@ def heatmap_grid(jobs, path: Path, max_steps: int = 6) -> Path | None:
             keyed.append((job, heat))
     if not keyed:
         return None
-    items = [set(k.split("/")[0] for k in np.load(h).files) for _, h in keyed]
+    items = []
+    for _, h in keyed:
+        with np.load(h) as npz:
+            items.append({k.split("/")[0] for k in npz.files})
     shared = sorted(set.intersection(*items)) if items else []
     if not shared:
         return None
