@@ -113,6 +113,13 @@ def test_second_order_schedulers_record_both_evaluations(pipe):
     assert euler.stages.tolist() == [0, 0, 0]
 
 
+def test_the_static_list_of_schedulers_taking_timesteps_is_diffusers_own():
+    from diffexplain.models.schedulers import SCHEDULERS
+    from diffexplain.schedules import accepts_timesteps
+
+    assert schedulers_accepting_timesteps() == [n for n, cls in SCHEDULERS.items() if accepts_timesteps(cls)]
+
+
 @pytest.mark.parametrize("name", [n for n in schedulers_accepting_timesteps() if n not in SHORT_NAMES])
 def test_custom_timesteps_on_every_scheduler_that_takes_them(pipe, name):
     model = model_for(pipe, name)
