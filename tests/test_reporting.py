@@ -37,3 +37,21 @@ def test_results_frame_keeps_contract_dtypes():
     df = to_frame([row(ITEM, "m", 1, 0, 999)])
     assert str(df.step_index.dtype) == "Int64" and str(df.token.dtype) == "string"
     assert isinstance(to_frame([]), pd.DataFrame)
+
+
+def test_streamed_curve_means_equal_the_mean_over_items():
+    from diffexplain.reporting.tables import CurveMeans
+
+    items = [PromptItem(f"p{k}-s0-x", f"prompt {k}", 0) for k in range(3)]
+    frames = [to_frame([row(it, f"{g}_curve", k + j, 5, 500.0, "rise", "ssim", x=j / 2)
+                        for g in ("deletion", "insertion") for j in range(3)]
+                       + [row(it, "deletion_auc", 0.5, 5, 500.0, "rise", "ssim")]) for k, it in enumerate(items)]
+    means = CurveMeans()
+    for frame in frames:
+        means.add(frame)
+    streamed = means.rows().set_index(["metric", "x"]).value
+    everything = pd.concat(frames)
+    expected = everything[everything.metric.str.endswith("_curve")].groupby(["metric", "x"]).value.mean()
+    assert len(streamed) == 6 and (means.rows().prompt == "mean of 3 items").all()
+    pd.testing.assert_series_equal(streamed.sort_index(), expected.sort_index(), check_names=False,
+                                   check_index_type=False)

@@ -161,7 +161,9 @@ def figures(results: pd.DataFrame, num_steps: int, fig_dir: Path) -> list[Path]:
     paths = []
     curves = results[results.metric.isin(["deletion_curve", "insertion_curve"])]
     if not curves.empty:
-        paths.append(plots.game_curves(with_phase(curves, num_steps), fig_dir / "deletion_insertion.png"))
+        streamed = (curves.prompt_id == "mean").all()  # a job's mean curves (runner.writer); the report has items
+        paths.append(plots.game_curves(with_phase(curves, num_steps), fig_dir / "deletion_insertion.png",
+                                       errorbar=None if streamed else ("ci", 95)))
     steps = step_correlation_table(results)
     if not steps.empty:
         paths.append(plots.step_matrices(steps[steps.metric == "step_spearman"], fig_dir / "step_correlation.png"))

@@ -24,13 +24,14 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def game_curves(curves: pd.DataFrame, path: Path) -> Path:
-    """Mean deletion and insertion curves (95 % CI bands) per explainer, one column per game, one row per phase."""
+def game_curves(curves: pd.DataFrame, path: Path, errorbar=("ci", 95)) -> Path:
+    """Mean deletion and insertion curves (95 % CI bands over the items unless ``errorbar=None``) per explainer, one
+    column per game, one row per phase."""
     df = curves.assign(game=curves.metric.str.removesuffix("_curve"), x=curves.x.astype(float),
                        value=curves.value.astype(float))
     df["explainer"] = df.explainer.astype(str)
     grid = sns.relplot(df, x="x", y="value", hue="explainer", col="game", row="phase", kind="line",
-                       errorbar=("ci", 95), height=2.4, aspect=1.3, facet_kws={"sharey": False})
+                       errorbar=errorbar, height=2.4, aspect=1.3, facet_kws={"sharey": False})
     grid.set_axis_labels("share of latent pixels deleted / inserted", "similarity to the unperturbed outcome")
     return save(grid.figure, path)
 

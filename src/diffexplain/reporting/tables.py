@@ -26,3 +26,32 @@ def to_frame(rows: list[dict] | pd.DataFrame, columns: dict[str, str] = COLUMNS)
     """Rows → a DataFrame with exactly ``columns`` and their dtypes (nullable where a column may be empty)."""
     df = pd.DataFrame(rows, columns=list(columns))
     return df.astype(columns)
+
+
+CURVE_METRICS = ("deletion_curve", "insertion_curve")
+CURVE_KEYS = ["explainer", "similarity", "step_index", "timestep", "metric", "x"]
+
+
+class CurveMeans:
+    """Per-point curve rows reduced while items stream by: each explainer's, similarity's and step's mean curve
+    over items, so a job's summaries need memory flat in the number of items (the per-item curves stay on disk)."""
+
+    def __init__(self):
+        self.sums: pd.DataFrame | None = None
+
+    def add(self, rows: pd.DataFrame) -> None:
+        curves = rows[rows.metric.isin(CURVE_METRICS)]
+        if curves.empty:
+            return
+        part = curves.groupby(CURVE_KEYS, dropna=False, observed=True).value.agg(["sum", "count"])
+        self.sums = part if self.sums is None else self.sums.add(part, fill_value=0)
+
+    def rows(self, columns: dict[str, str] = COLUMNS) -> pd.DataFrame:
+        """The mean curves as result rows of one pseudo-item per step (``prompt_id`` ``mean``; ``prompt`` says over
+        how many items)."""
+        if self.sums is None:
+            return to_frame([], columns)
+        df = self.sums.reset_index()
+        df = df.assign(value=df["sum"] / df["count"], prompt_id="mean", seed=0,
+                       prompt=[f"mean of {int(n)} items" for n in df["count"]])
+        return to_frame(df.drop(columns=["sum", "count"]), columns)

@@ -6,7 +6,7 @@ finished). A re-run in the same directory resumes: it checks that the config tha
 (:mod:`~diffexplain.runner.resume`), skips finished items, and recomputes a corrupt shard after saying so. When all
 items are done, rank 0 streams the shards one by one into ``results.parquet`` (+ ``results.csv`` when small),
 ``heatmaps.npz``, ``images/`` and ``figures/``, writes ``run.json`` last (the run's completion mark) and removes the
-shards; memory holds one item at a time.
+shards; memory holds one item at a time, plus the job's summary rows (per-point curves reduced to mean curves).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from diffexplain import io
 from diffexplain.errors import UserError, check, shorten
 from diffexplain.pipelines.base import ItemOutput, Pipeline
 from diffexplain.reporting.figures import overlay
-from diffexplain.reporting.tables import to_frame
+from diffexplain.reporting.tables import CURVE_METRICS, CurveMeans, to_frame
 from diffexplain.runner.resume import RESUME, differing_keys, fingerprint
 from diffexplain.runner.wandb_log import log_job
 
@@ -173,7 +173,7 @@ class OutputWriter(L.Callback):
     def finalize(self, trainer: L.Trainer | None = None) -> None:
         """Stream every item's shard into the contract's files, draw figures, log, and clean up."""
         schema = pa.Schema.from_pandas(to_frame([], self.pipeline.columns), preserve_index=False)
-        items_info, item_seconds, figures, previews = [], 0.0, [], []
+        items_info, item_seconds, figures, previews, curves, n_rows = [], 0.0, [], [], CurveMeans(), 0
         fig_dir = self.out_dir / "figures"
         with io.atomic_path(self.out_dir / "results.parquet") as parquet_tmp, \
                 io.NpzWriter(self.out_dir / "heatmaps.npz") as npz:
@@ -183,6 +183,8 @@ class OutputWriter(L.Callback):
                     meta = io.read_json(shard / "meta.json")
                     rows = to_frame(pd.read_parquet(shard / "rows.parquet"), self.pipeline.columns)
                     parquet.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
+                    curves.add(rows)
+                    n_rows += len(rows)
                     with np.load(shard / "heatmaps.npz") as maps:
                         for key in maps.files:
                             npz.add(key, maps[key])
@@ -194,10 +196,14 @@ class OutputWriter(L.Callback):
                     items_info.append(dict(item.as_dict(), item_id=item.item_id, timesteps=meta["timesteps"],
                                            seconds=round(meta["seconds"], 4)))
                     item_seconds += meta["seconds"]
-        results = pd.read_parquet(self.out_dir / "results.parquet")
-        if len(results) <= CSV_MAX_ROWS:
+        if n_rows <= CSV_MAX_ROWS:
             with io.atomic_path(self.out_dir / "results.csv") as tmp:
-                results.to_csv(tmp, index=False)
+                pd.read_parquet(self.out_dir / "results.parquet").to_csv(tmp, index=False)
+        # the job's tables, figures and W&B logs: every row but the per-point curves, which come as mean curves
+        results = pd.read_parquet(self.out_dir / "results.parquet", filters=[("metric", "not in", list(CURVE_METRICS))])
+        mean_curves = curves.rows(self.pipeline.columns)
+        if not mean_curves.empty:
+            results = pd.concat([results, mean_curves], ignore_index=True)
         figures += self.pipeline.job_figures(results, fig_dir)
         tables = self.pipeline.tables(results)
         for name, table in tables.items():  # job-level summaries (also logged to W&B) are kept as files too
