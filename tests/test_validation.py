@@ -42,6 +42,13 @@ def test_every_shipped_choice_validates_and_has_a_spec(group, name, tmp_path):
     validate(cfg)
 
 
+def test_a_preset_overrides_the_main_config_and_the_command_line_overrides_both():
+    cfg = composed("experiment=evidence")
+    assert cfg.evaluate.sanity is True and cfg.evaluate.sanity_stages == "full" and cfg.output.figures == 2
+    assert composed("experiment=evidence", "evaluate.sanity=false").evaluate.sanity is False
+    assert composed("experiment=evidence").pipeline.evaluate.sanity is True  # the job node follows evaluate:
+
+
 @pytest.mark.parametrize("experiment", choices("experiment"))
 def test_every_preset_validates(experiment):
     validate(composed(f"experiment={experiment}"))
