@@ -69,9 +69,11 @@ def run_size(n: int, workdir: Path) -> dict:
     for k in range(n):
         writer.save(make_item(k))
     saved = time.perf_counter() - start
+    rss_saved = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     writer.finalize()
     total = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file())
     return {"bytes_per_item": total / n, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_saving_mb": rss_saved,
             "save_s_per_item": saved / n, "finalize_s": time.perf_counter() - start - saved,
             "files": {p.name: p.stat().st_size for p in workdir.iterdir() if p.is_file()}}
 
@@ -99,6 +101,7 @@ def main() -> None:
         "bytes_per_item": {k: round(v["bytes_per_item"]) for k, v in results.items()},
         "peak_rss_mb": {k: round(v["peak_rss_mb"], 1) for k, v in results.items()},
         "peak_rss_ratio_largest_vs_smallest": round(rss[-1] / rss[0], 3),
+        "peak_rss_while_saving_mb": {k: round(v["peak_rss_saving_mb"], 1) for k, v in results.items()},
         "save_s_per_item": {k: round(v["save_s_per_item"], 4) for k, v in results.items()},
         "finalize_s": {k: round(v["finalize_s"], 2) for k, v in results.items()},
         "files_largest_run": results[str(args.sizes[-1])]["files"],

@@ -173,7 +173,7 @@ class OutputWriter(L.Callback):
     def finalize(self, trainer: L.Trainer | None = None) -> None:
         """Stream every item's shard into the contract's files, draw figures, log, and clean up."""
         schema = pa.Schema.from_pandas(to_frame([], self.pipeline.columns), preserve_index=False)
-        items_info, item_seconds, figures, previews, curves, n_rows = [], 0.0, [], [], CurveMeans(), 0
+        items_info, item_seconds, figures, previews, curves, kept, n_rows = [], 0.0, [], [], CurveMeans(), [], 0
         fig_dir = self.out_dir / "figures"
         with io.atomic_path(self.out_dir / "results.parquet") as parquet_tmp, \
                 io.NpzWriter(self.out_dir / "heatmaps.npz") as npz:
@@ -184,6 +184,7 @@ class OutputWriter(L.Callback):
                     rows = to_frame(pd.read_parquet(shard / "rows.parquet"), self.pipeline.columns)
                     parquet.write_table(pa.Table.from_pandas(rows, schema=schema, preserve_index=False))
                     curves.add(rows)
+                    kept.append(rows[~rows.metric.isin(CURVE_METRICS)])
                     n_rows += len(rows)
                     with np.load(shard / "heatmaps.npz") as maps:
                         for key in maps.files:
@@ -200,10 +201,8 @@ class OutputWriter(L.Callback):
             with io.atomic_path(self.out_dir / "results.csv") as tmp:
                 pd.read_parquet(self.out_dir / "results.parquet").to_csv(tmp, index=False)
         # the job's tables, figures and W&B logs: every row but the per-point curves, which come as mean curves
-        results = pd.read_parquet(self.out_dir / "results.parquet", filters=[("metric", "not in", list(CURVE_METRICS))])
-        mean_curves = curves.rows(self.pipeline.columns)
-        if not mean_curves.empty:
-            results = pd.concat([results, mean_curves], ignore_index=True)
+        results = pd.concat([*kept, curves.rows(self.pipeline.columns)], ignore_index=True) if kept \
+            else to_frame([], self.pipeline.columns)
         figures += self.pipeline.job_figures(results, fig_dir)
         tables = self.pipeline.tables(results)
         for name, table in tables.items():  # job-level summaries (also logged to W&B) are kept as files too
