@@ -73,3 +73,11 @@ def test_specs_mirror_the_classes_enumerations():
     for value in captum_base.TARGETS + captum_base.BASELINES:
         key = "target" if value in captum_base.TARGETS else "baseline"
         SPECS["diffexplain.explainers.IntegratedGradientsExplainer"][key](f"explainer.{key}", value)
+
+
+def test_the_fast_gpu_count_agrees_with_torch():
+    import torch
+
+    from diffexplain.validation import visible_gpus
+
+    assert visible_gpus() == (torch.cuda.device_count() if torch.cuda.is_available() else 0)

@@ -12,6 +12,7 @@ import difflib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -462,13 +463,22 @@ def validate(cfg: DictConfig) -> None:
             check_output_dir(out)
 
 
+def visible_gpus() -> int:
+    """CUDA GPUs torch can use; on a Linux machine without a GPU device node (NVIDIA, WSL's dxg, ROCm's kfd) that is
+    known without importing torch, so the refusal stays fast."""
+    if sys.platform.startswith("linux") and not any(
+            next(Path("/dev").glob(pattern), None) for pattern in ("nvidia[0-9]*", "dxg", "kfd")):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def check_devices(runner: dict | None) -> None:
     """A GPU runner needs visible GPUs (enough of them for an integer ``devices``)."""
     if not runner or runner.get("accelerator") not in ("gpu", "cuda"):
         return
-    import torch
-
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = visible_gpus()
     check(visible > 0, "runner.accelerator", runner["accelerator"],
           "a CUDA GPU, and none is visible here (torch.cuda.is_available() is False); use runner=cpu")
     devices = runner.get("devices")
