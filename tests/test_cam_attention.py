@@ -34,7 +34,7 @@ def processors(unet) -> dict:
 
 def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
     before = hook_count(tiny.unet)
-    cam = DFCAM(tiny, modules="resnets")
+    cam = DFCAM(tiny, modules="resnets", upsample="latent")
     assert len(cam.module_names) == 8 and all(".resnets." in n for n in cam.module_names)
     maps = cam.module_maps(traj, 1)
     assert set(maps) == set(cam.module_names)
@@ -49,7 +49,7 @@ def test_cam_hooks_attentions_samplers_resnets_and_token_outputs_in_one_pass(tin
     before = hook_count(tiny.unet)
     names = ["down_blocks.0.attentions.0", "down_blocks.0.downsamplers.0", "up_blocks.1.resnets.0",
              "up_blocks.0.attentions.0.transformer_blocks.0.attn2"]  # the last outputs [B, h·w, C] tokens
-    cam = DFCAM(tiny, modules=names)
+    cam = DFCAM(tiny, modules=names, upsample="latent")
     maps = cam.module_maps(traj, 0)
     assert set(maps) == set(names)
     for m in maps.values():
@@ -301,7 +301,7 @@ def test_cam_shows_a_signal_carried_by_the_unconditional_half_alone_with_the_rig
     blob[2:5, 3:6] = True
     toy = tiny.with_unet(UncondOnly(blob.float() - 0.5))
     assert toy.guidance_scale > 1
-    cam = DFCAM(toy, modules="feat").explain(traj, [0])[0]
+    cam = DFCAM(toy, modules="feat", upsample="latent").explain(traj, [0])[0]
     # correct: G = (g − 1)·4 > 0 on the pattern, map ∝ ReLU(pattern) = the blob; guidance applied twice flips the
     # sign of G ((1 − g)·(g − 1)·4 < 0) and shows the complement instead
     assert cam[blob].min() > 0.99 and cam[~blob].max() == 0
