@@ -506,12 +506,12 @@ def check_custom_timesteps(model: dict | None, schedule: dict | None) -> None:
     name = configured_scheduler(model)
     if name is None:
         return
-    from diffexplain.schedules import TIMESTEP_SCHEDULERS, schedulers_accepting_timesteps
+    from diffexplain.schedules import TIMESTEP_SCHEDULERS
 
     if name not in TIMESTEP_SCHEDULERS:
         chosen = _choices().get("schedule") or schedule["_target_"].rsplit(".", 1)[-1]
         raise UserError("model.scheduler", name, f"a scheduler that takes custom timesteps (schedule={chosen} sets "
-                        f"them): {', '.join(schedulers_accepting_timesteps())}")
+                        f"them): {', '.join(TIMESTEP_SCHEDULERS)}")
 
 
 def cross_checks(nodes: dict) -> None:
