@@ -13,6 +13,7 @@ import pandas as pd
 
 from diffexplain.metrics.games import Curve, higher_is_better, paper_auc
 from diffexplain.metrics.stats import bootstrap_ci, compare_paired
+from diffexplain.reporting.tables import MEAN_ITEM
 
 PHASES = ("early", "middle", "late")
 PAIR = ["prompt_id", "seed", "step_index"]
@@ -161,7 +162,7 @@ def figures(results: pd.DataFrame, num_steps: int, fig_dir: Path) -> list[Path]:
     paths = []
     curves = results[results.metric.isin(["deletion_curve", "insertion_curve"])]
     if not curves.empty:
-        streamed = (curves.prompt_id == "mean").all()  # a job's mean curves (runner.writer); the report has items
+        streamed = (curves.prompt_id == MEAN_ITEM).all()  # a job's mean curves (runner.writer); a report has items
         paths.append(plots.game_curves(with_phase(curves, num_steps), fig_dir / "deletion_insertion.png",
                                        errorbar=None if streamed else ("ci", 95)))
     steps = step_correlation_table(results)

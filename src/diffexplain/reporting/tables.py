@@ -30,6 +30,7 @@ def to_frame(rows: list[dict] | pd.DataFrame, columns: dict[str, str] = COLUMNS)
 
 CURVE_METRICS = ("deletion_curve", "insertion_curve")
 CURVE_KEYS = ["explainer", "similarity", "step_index", "timestep", "metric", "x"]
+MEAN_ITEM = "mean"  # the prompt_id of streamed mean-curve rows
 
 
 class CurveMeans:
@@ -47,11 +48,11 @@ class CurveMeans:
         self.sums = part if self.sums is None else self.sums.add(part, fill_value=0)
 
     def rows(self, columns: dict[str, str] = COLUMNS) -> pd.DataFrame:
-        """The mean curves as result rows of one pseudo-item per step (``prompt_id`` ``mean``; ``prompt`` says over
-        how many items)."""
+        """The mean curves as result rows of one pseudo-item per step (``prompt_id`` :data:`MEAN_ITEM`; ``prompt``
+        says over how many items)."""
         if self.sums is None:
             return to_frame([], columns)
         df = self.sums.reset_index()
-        df = df.assign(value=df["sum"] / df["count"], prompt_id="mean", seed=0,
+        df = df.assign(value=df["sum"] / df["count"], prompt_id=MEAN_ITEM, seed=0,
                        prompt=[f"mean of {int(n)} items" for n in df["count"]])
         return to_frame(df.drop(columns=["sum", "count"]), columns)
