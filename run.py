@@ -3,8 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-import diffexplain.config  # noqa: F401  (registers the resolvers conf/ uses)
-from diffexplain.cli import entry, run_job
+from diffexplain.cli import entry, run_job  # importing diffexplain registers the resolvers conf/ uses
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from common import median_time, report  # benchmarks/common.py
 
-from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.models import DiffusionModel, tiny_model
 from diffexplain.schedules import Uniform
 

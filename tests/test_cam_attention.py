@@ -7,7 +7,7 @@ import torch
 from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.explainers import DFCAM, AttentionRelevanceExplainer, CrossAttentionExplainer
-from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.explainers.cam import output_tensor, resolve_modules
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.localisation import mask_to_grid, pointing_game

@@ -17,9 +17,9 @@ from diffexplain.models import DiffusionModel, load_pipeline
 from diffexplain.schedules import Uniform
 from diffexplain.world import COLOURS, render, sample_scene
 from diffexplain.world.classifier import classifier_features, load_classifier, split_label
-from diffexplain.world.fidelity import eval_set, generate_samples, judge, rates
-from diffexplain.world.grounding import WORD_POSITIONS, grounding_loss
-from diffexplain.world.training import WorldTraining, read_checkpoint
+from diffexplain.pipelines.world_training.fidelity import eval_set, generate_samples, judge, rates
+from diffexplain.pipelines.world_training.grounding import WORD_POSITIONS, grounding_loss
+from diffexplain.pipelines.world_training.job import WorldTraining, read_checkpoint
 
 SHAPES_SD, SHAPES_CLASSIFIER = ROOT / "models" / "shapes-sd", ROOT / "models" / "shapes-classifier"
 SMOKE = {  # tiny sizes: every stage 20 steps

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import logging
 import os
@@ -15,7 +14,6 @@ from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import diffexplain.config  # noqa: F401  (registers resolvers)
 from diffexplain.validation import validate
 
 log = logging.getLogger("diffexplain")
@@ -55,25 +53,6 @@ def is_child_rank() -> bool:
     return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def sweep_group(sweep: Path) -> str:
-    """A W&B group for a sweep, unique and readable: ``2026-11-23/13-52-10-123456`` for the default sweep directories
-    (date/time), else the directory's name and a short hash of its absolute path."""
-    sweep = sweep.resolve()
-    if sweep.parent.name[:2].isdigit():
-        return f"{sweep.parent.name}/{sweep.name}"
-    return f"{sweep.name}-{hashlib.sha1(str(sweep).encode()).hexdigest()[:6]}"
-
-
-def job_name() -> str:
-    """A W&B run name: the job's own overrides (a sweep's choices), else its pipeline."""
-    try:
-        overrides = list(HydraConfig.get().overrides.task)
-    except ValueError:
-        overrides = []
-    keep = [o for o in overrides if not o.startswith(("hydra.", "paths.", "logger."))]
-    return ",".join(keep)[:128] or "default"
-
-
 def _build_logger(cfg: DictConfig, out_dir: Path, pipeline_name: str, config: dict):
     """The configured Lightning logger. W&B: one run per job (rank 0 starts it) with the sweep as its group, the
     job's choices as its name and as top-level config keys (the resolved config under ``cfg``), the pipeline as job
@@ -82,17 +61,16 @@ def _build_logger(cfg: DictConfig, out_dir: Path, pipeline_name: str, config: di
         return False
     if not cfg.logger._target_.endswith("WandbLogger"):
         return instantiate(cfg.logger)
-    import wandb
     from lightning.pytorch.loggers import WandbLogger
+
+    from diffexplain.runner.wandb_run import job_name, start_run, sweep_group
 
     lc = cfg.logger
     if is_child_rank():  # Lightning gives ranks > 0 a dummy experiment; only rank 0 logs
         return WandbLogger(project=lc.project, save_dir=str(out_dir), offline=lc.offline)
     sweep = sweep_dir()
-    run = wandb.init(project=lc.project, entity=lc.get("entity"), dir=str(out_dir), mode="offline" if lc.offline
-                     else "online", group=lc.get("group") or (sweep_group(sweep) if sweep else None),
-                     name=lc.get("name") or job_name(), job_type=pipeline_name, tags=lc.get("tags"),
-                     config={**choices(), "cfg": config}, settings=wandb.Settings(silent=True))
+    run = start_run(OmegaConf.to_container(lc, resolve=True), out_dir, group=sweep_group(sweep) if sweep else None,
+                    name=job_name(), job_type=pipeline_name, config={**choices(), "cfg": config})
     return WandbLogger(experiment=run, save_dir=str(out_dir), log_model=lc.log_model)
 
 
@@ -132,7 +110,7 @@ def run(cfg: DictConfig) -> Path:
     if sweep is not None and hasattr(pipeline, "use_cache"):
         pipeline.use_cache(sweep / ".cache", config)
     model = instantiate(cfg[pipeline.model_key])
-    pipeline.validate(model)
+    pipeline.setup(model)
     run_info.update(pipeline.describe())
     data.skip(done)
     logger = _build_logger(cfg, out_dir, pipeline.name, config)
@@ -154,8 +132,3 @@ def run(cfg: DictConfig) -> Path:
         for run in sorted((out_dir / "wandb").glob("offline-run-*")):
             log.info("W&B (offline): %s  (upload: wandb sync %s)", run, run)
     return out_dir
-
-
-def main(cfg: DictConfig) -> None:
-    """Entry point for ``run.py``'s task function (errors are reported by ``diffexplain.cli``)."""
-    run(cfg)

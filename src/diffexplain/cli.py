@@ -196,8 +196,6 @@ def default_keys() -> list[str]:
         from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
-        import diffexplain.config  # noqa: F401
-
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config")
         container = OmegaConf.to_container(cfg, resolve=False)

@@ -10,11 +10,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from diffexplain.cli import CONF_DIR
-from diffexplain.config import register_resolvers
 
 
 def resolved_launcher(overrides: list[str]) -> dict:
-    register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
     return OmegaConf.to_container(cfg.hydra.launcher, resolve=True)

@@ -214,7 +214,7 @@ SPECS: dict[str, dict] = {
     "diffexplain.pipelines.generate.GeneratePipeline": {},
     "diffexplain.pipelines.evaluate.EvaluatePipeline": {"explainer": any_value, "similarity": any_value,
                                                         "evaluate": any_value, "models_dir": string()},
-    "diffexplain.world.training.WorldTraining": FREE,
+    "diffexplain.pipelines.world_training.job.WorldTraining": FREE,
     "diffexplain.runner.report_job.ReportJob": {"sweep_dir": string(), "bootstrap": integer(100), "logger": any_value},
     # runner and loggers
     "lightning.Trainer": {"accelerator": choice("cpu", "gpu", "cuda", "mps", "auto"), "devices": any_value,

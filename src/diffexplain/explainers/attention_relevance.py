@@ -3,7 +3,7 @@
 
 At each chosen step one guided UNet forward with gradients at the trajectory's z_t, with recording attention
 processors that keep the probabilities A on the autograd graph
-(:class:`~diffexplain.explainers.attention_capture.CrossAttentionRecorder`), and one ``autograd.grad`` of the
+(:class:`~diffexplain.models.attention_capture.CrossAttentionRecorder`), and one ``autograd.grad`` of the
 target w.r.t. every cross-attention (``attn2``) layer's A. Per layer, the conditional half's relevance
 E_heads[(A ⊙ ∂target/∂A)⁺] is upsampled to the latent grid; layers are summed. Words, sub-word merging and roles
 are those of ``explainer=cross_attention``, so the explain pipeline writes the same attention/role share rows.
@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from diffexplain.explainers.attention_capture import CrossAttentionRecorder, on_grid
-from diffexplain.explainers.cam import check_target, step_target
+from diffexplain.models.attention_capture import CrossAttentionRecorder, on_grid
+from diffexplain.explainers.gradient_targets import check_target, step_target
 from diffexplain.explainers.cross_attention import CrossAttentionExplainer
 from diffexplain.explainers.words import word_spans
 

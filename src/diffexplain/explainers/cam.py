@@ -34,15 +34,15 @@ import torch
 import torch.nn.functional as F
 
 from diffexplain.errors import check
-from diffexplain.explainers.attention_capture import grid_shape, on_grid
+from diffexplain.models.attention_capture import grid_shape, on_grid
 from diffexplain.explainers.base import Explainer, check_in
+from diffexplain.explainers.gradient_targets import check_target, step_target
 
 RESNETS = ("down_blocks.*.resnets.*", "mid_block.resnets.*", "up_blocks.*.resnets.*")
 # the authors' set: every down/up-block resnet, attention (Transformer2DModel) and sampler, the mid block's resnets
 PAPER = ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*.downsamplers.*",
          "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*")
 MODULE_SETS = {"resnets": RESNETS, "paper": PAPER}
-TARGETS = ("noise_sum", "similarity")
 UPSAMPLE = ("latent", "image")
 
 
@@ -83,25 +83,6 @@ def resolve_modules(unet, modules: str | list[str] | tuple) -> list[str]:
     check(bool(names), "explainer.modules", modules, "'paper', 'resnets' or name patterns matching UNet modules, "
                                                      "e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
     return names
-
-
-def check_target(target: str, similarity) -> None:
-    check_in("explainer.target", target, TARGETS)
-    check(target != "similarity" or similarity is not None, "explainer.target", target,
-          "'noise_sum' unless a similarity is configured")
-
-
-def step_target(model, similarity, target: str, out: torch.Tensor, z: torch.Tensor, trajectory, i: int):
-    """The scalar a gradient explainer differentiates at step ``i``, from the guided model output ``out`` at ``z``:
-    ``noise_sum`` = Σ out; ``similarity`` = similarity of the x0-prediction to the final latent (decoded first
-    for image similarities)."""
-    if target == "noise_sum":
-        return out.sum()
-    x0 = model.eps_and_x0(out, z, trajectory.timesteps[i])[1]
-    final = trajectory.latents[-1:].to(x0.device)
-    if similarity.domain == "image":
-        x0, final = model.decode_with_grad(x0), model.decode(final)
-    return similarity.to(x0.device)(x0, final).sum()
 
 
 @contextmanager

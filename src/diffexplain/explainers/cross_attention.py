@@ -1,7 +1,7 @@
 """``explainer=cross_attention``: per-word cross-attention maps at each step (DAAM-style aggregation).
 
 At each chosen step the guided UNet is evaluated once at the trajectory's z_t with recording attention
-processors (:mod:`~diffexplain.explainers.attention_capture`): probabilities of the conditional half, averaged
+processors (:mod:`~diffexplain.models.attention_capture`): probabilities of the conditional half, averaged
 over heads, upsampled to the latent grid, averaged over layers; sub-word tokens are summed into words and special
 tokens skipped. Works with negative prompts (they only enter the unconditional half).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.explainers.base import Explainer
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.token_roles import load_roles, roles_for

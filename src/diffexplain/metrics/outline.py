@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_dilation, binary_erosion
 
-REGIONS = ("object", "outline", "edge", "interior", "background")
-
 
 def outline_regions(mask: np.ndarray, band: int = 1) -> dict[str, np.ndarray]:
     """Bool regions of an object ``mask``: ``outline`` = pixels within ``band`` pixels (chessboard distance) of the

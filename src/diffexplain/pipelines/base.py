@@ -82,8 +82,9 @@ class Pipeline:
         check(x0_steps in X0_STEPS, "output.x0_steps", x0_steps, f"one of {list(X0_STEPS)}")
         self.schedule, self.x0_steps = schedule, x0_steps
 
-    def validate(self, model) -> None:
-        """Check the configuration against the model before any work or file is written."""
+    def setup(self, model) -> None:
+        """Bind the job to its loaded model (build the explainer, resolve the steps) and check the configuration against
+        it, before any work or file is written."""
 
     def describe(self) -> dict:
         """What this job resolved from its config, recorded in ``run.json``."""

@@ -102,8 +102,8 @@ class EvaluatePipeline(ExplainPipeline):
         self.baselines: dict = {}
         self.cache: Path | None = None
 
-    def validate(self, model: DiffusionModel) -> None:
-        super().validate(model)
+    def setup(self, model: DiffusionModel) -> None:
+        super().setup(model)
         self.baselines = {name: RandomExplainer(model, seed=self.explainer.seed) for name in self.options.baselines
                           if name != self.explainer.name}
 

@@ -55,7 +55,7 @@ class ExplainPipeline(Pipeline):
         self.make_explainer, self.similarity = explainer, similarity
         self.explainer, self.steps, self.num_steps = None, None, None
 
-    def validate(self, model: DiffusionModel) -> None:
+    def setup(self, model: DiffusionModel) -> None:
         self.explainer = self.make_explainer(model=model, similarity=self.similarity)
         self.num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
         self.steps = resolve_steps(self.explainer.steps, self.num_steps)

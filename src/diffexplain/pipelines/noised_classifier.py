@@ -154,7 +154,7 @@ class NoisedClassifierPipeline(Pipeline):
         self.classifier_info: dict = {}
 
     # -- the job ----------------------------------------------------------------------------------
-    def validate(self, model) -> None:
+    def setup(self, model) -> None:
         if not isinstance(model, ImageClassifier):
             raise UserError("classifier._target_", type(model).__name__,
                             "an image classifier of diffexplain.classifiers (classifier=shapes | hf)")

@@ -29,7 +29,6 @@ from diffexplain.metrics.correlation import pearson, spearman
 from diffexplain.metrics.stats import bootstrap_ci
 from diffexplain.reporting import evaluation
 
-LABEL_KEYS = ("explainer", "similarity", "schedule", "model")
 IGNORED = ("paths", "logger", "runner", "hydra", "resume", "output", "sweep_dir", "data.prompts", "data.num_prompts",
            "data.seeds", "data.batch_size", "pipeline.explainer", "pipeline.similarity", "pipeline.evaluate",
            "pipeline.models_dir", "explainer._partial_")

@@ -30,13 +30,11 @@ class ReportJob:
         """The report as its own W&B run in the sweep's group (job type ``report``)."""
         import wandb
 
-        from diffexplain.app import sweep_group
         from diffexplain.runner.wandb_log import table_frame
+        from diffexplain.runner.wandb_run import start_run, sweep_group
 
-        lc = self.logger
-        run = wandb.init(project=lc.get("project", "diffexplain"), entity=lc.get("entity"), dir=str(self.sweep_dir),
-                         mode="offline" if lc.get("offline", True) else "online", group=sweep_group(self.sweep_dir),
-                         name="report", job_type="report", settings=wandb.Settings(silent=True))
+        run = start_run(self.logger, self.sweep_dir, group=sweep_group(self.sweep_dir), name="report",
+                        job_type="report")
         try:
             payload = {f"report/{name}": wandb.Table(dataframe=table_frame(t)) for name, t in report.tables.items()}
             payload.update({f"report/{p.stem}": wandb.Image(str(p), caption=p.stem) for p in report.figures})

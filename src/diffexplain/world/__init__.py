@@ -1,4 +1,6 @@
-"""The embedded Shapes world: scenes with exact masks, their prompt grammar, tokenizer and segmentation."""
+"""The embedded Shapes world: ground-level data — scenes with exact masks, their prompt grammar, segmentation, the
+tokenizer and the scene classifier. Importing the package loads neither transformers nor torch: the tokenizer's names
+are resolved on first use (its training is a job: :mod:`diffexplain.pipelines.world_training`)."""
 
 from diffexplain.world.scenes import (
     COLOURS,
@@ -14,7 +16,17 @@ from diffexplain.world.scenes import (
     word_roles,
 )
 from diffexplain.world.segment import detect_objects, segment
-from diffexplain.world.tokenizer import GRAMMAR_WORDS, build_vocab, load_tokenizer
+
+_TOKENIZER = ("GRAMMAR_WORDS", "build_vocab", "load_tokenizer")
+
+
+def __getattr__(name: str):
+    if name in _TOKENIZER:
+        from diffexplain.world import tokenizer
+
+        return getattr(tokenizer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COLOURS",

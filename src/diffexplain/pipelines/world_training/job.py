@@ -1,6 +1,6 @@
 """``pipeline=train_world``: train the Shapes world's Stable Diffusion pipeline and its judge, offline on a CPU.
 
-Three Lightning stages (:mod:`diffexplain.world.stages`), each checkpointed to
+Three Lightning stages (:mod:`diffexplain.pipelines.world_training.stages`), each checkpointed to
 ``<model_dir>/checkpoints/<stage>/last.ckpt`` and resumed from there (loaded with ``weights_only=True``):
 
 1. ``vae``: an AutoencoderKL 32×32×3 → 16×16×4 on rendered scenes (MSE + a small KL term); its
@@ -12,7 +12,7 @@ Three Lightning stages (:mod:`diffexplain.world.stages`), each checkpointed to
    colour and shape tokens' cross-attention into the object's mask.
 
 The result is saved with ``save_pretrained`` as a plain ``StableDiffusionPipeline`` (DDIM scheduler), judged on
-generated samples (:mod:`diffexplain.world.fidelity`) and described in a model card (``README.md``).
+generated samples (:mod:`diffexplain.pipelines.world_training.fidelity`) and described in a model card (``README.md``).
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ from diffexplain.errors import UserError, check
 from diffexplain.io import write_json
 from diffexplain.world.classifier import label_of
 from diffexplain.world.scenes import GRAMMAR
-from diffexplain.world.stages import (NOISE, ClassifierConfig, ClassifierModule, DenoiserConfig, DenoiserModule,
+from diffexplain.pipelines.world_training.stages import (NOISE, ClassifierConfig, ClassifierModule, DenoiserConfig, DenoiserModule,
                                       StageModule, VaeConfig, VaeModule)
 from diffexplain.world.tokenizer import load_tokenizer
-from diffexplain.world.training_data import object_masks, render_scenes, to_unit, tokenize
-from diffexplain.world.weight_average import WeightAverage
+from diffexplain.pipelines.world_training.data import object_masks, render_scenes, to_unit, tokenize
+from diffexplain.pipelines.world_training.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class WorldTraining:
 
     def run(self, out_dir: str | Path) -> dict:
         """Train every stage (resuming), save both models, judge the pipeline and write the model cards."""
-        from diffexplain.world.card import write_cards
+        from diffexplain.pipelines.world_training.card import write_cards
 
         for hf_logging in (diffusers.utils.logging, transformers.utils.logging):  # keep the job's output readable
             hf_logging.set_verbosity_error()

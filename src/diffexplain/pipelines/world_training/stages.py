@@ -19,8 +19,8 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from diffexplain.world.classifier import ShapesClassifier
-from diffexplain.world.grounding import WORD_POSITIONS, GroundingRecorder, grounding_loss
-from diffexplain.world.training_data import to_unit, tokenize
+from diffexplain.pipelines.world_training.grounding import WORD_POSITIONS, GroundingRecorder, grounding_loss
+from diffexplain.pipelines.world_training.data import to_unit, tokenize
 
 NOISE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000}
 

@@ -19,7 +19,7 @@ from diffexplain.io import atomic_path, write_json  # noqa: E402
 from diffexplain.models import DiffusionModel, load_pipeline  # noqa: E402
 from diffexplain.models.schedulers import swap_scheduler  # noqa: E402
 from diffexplain.world.classifier import load_classifier  # noqa: E402
-from diffexplain.world.fidelity import eval_set, generate_samples, judge, per_sample, rates  # noqa: E402
+from diffexplain.pipelines.world_training.fidelity import eval_set, generate_samples, judge, per_sample, rates  # noqa: E402
 
 log = logging.getLogger(__name__)
 TIMING_PROMPT = "a red circle and a blue square"
@@ -144,7 +144,7 @@ shape (12 classes: 4 colours × 3 shapes) of a 32×32 single-object Shapes scene
 - Training: {s["steps"]} steps, batch {c["batch_size"]}, AdamW lr {c["lr"]}, {s["seconds"]:.0f} s on the CPU;
   final loss {s["final_loss"]:.4f}.
 - **Held-out accuracy: {_pct(s["held_out_accuracy"])}** on {c["held_out"]} fresh rendered scenes.
-- Uses: the shape judge of `diffexplain.world.fidelity` and the feature network of single-image FID
+- Uses: the shape judge of `diffexplain.pipelines.world_training.fidelity` and the feature network of single-image FID
   (`features(x)`: the 16×16 conv features; `diffexplain.world.classifier.classifier_features(path)`).
 
 Load: `diffexplain.world.classifier.load_classifier("models/shapes-classifier")`. Retrain:
@@ -254,7 +254,7 @@ through the 72 two-object prompts. `{cfg.scheduler}`, {cfg.num_steps} steps, gui
 | both present and the first named on the left | {_pct(f["order"])} |
 | exact (every object right, order right, nothing else) | {_pct(f["exact"])} |
 
-How judged (`diffexplain.world.fidelity`): every pixel takes the nearest of black and the four colours;
+How judged (`diffexplain.pipelines.world_training.fidelity`): every pixel takes the nearest of black and the four colours;
 an object's colour is right when a connected blob of its colour with ≥ 10 pixels exists
 (`detect_objects`); its shape is right when, in addition, the shapes classifier (`models/shapes-classifier`,
 held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])} on drawn scenes) gives that shape to the largest

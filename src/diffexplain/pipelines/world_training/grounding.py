@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from diffexplain.explainers.attention_capture import CrossAttentionRecorder
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 
 # positions of (colour, shape) of the first and second object in the tokens of 'a c s and a c s' (BOS first)
 WORD_POSITIONS = ((2, 3), (6, 7))
