@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FORBIDDEN := ^(torchvision|torch-fidelity|nvidia-)
 
-.PHONY: help install test test-slow demo bench world slurm-example evidence clean
+.PHONY: help install lint test test-slow demo bench world slurm-example evidence clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ install: ## Create .venv and install diffexplain (editable) with the pinned CPU 
 	$(PY) -m pip install -c constraints.txt -e ".[dev]"
 	@if $(PY) -m pip list 2>/dev/null | grep -iE '$(FORBIDDEN)'; then echo "error: packages above must not be installed (they break this torch)"; exit 1; fi
 	@$(PY) -c "import torch; print('torch', torch.__version__)"
+
+lint: ## Check the code with ruff (configured in pyproject.toml)
+	$(VENV)/bin/ruff check src tests benchmarks run.py
 
 test: ## Run the fast test suite
 	HF_HUB_OFFLINE=1 WANDB_MODE=offline $(VENV)/bin/pytest -q
