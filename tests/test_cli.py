@@ -1,20 +1,22 @@
-"""The command line as a user runs it: output contract, W&B offline run, exit 2 on bad input, resume."""
+"""A job's output contract, its W&B offline run, and a sweep's W&B runs (the jobs run in-process; the sweep is the
+session's one finished sweep, run by ``python run.py -m``). The exit-2 contract on bad input: test_refusals.py."""
 
+import hashlib
 import json
 
 import numpy as np
 import pandas as pd
+import pytest
+from conftest import run_cli, run_job
 
-from conftest import run_cli
 from diffexplain.io import load_run
 from diffexplain.reporting.tables import COLUMNS
 
 
 def test_generate_writes_the_output_contract(tmp_path):
     out = tmp_path / "run"
-    res = run_cli("pipeline=generate", "model=tiny", "data.prompts=[a red circle]", "logger=none",
-                  "schedule.num_steps=4", f"hydra.run.dir={out}")
-    assert res.returncode == 0, res.stderr[-2000:]
+    run_job("pipeline=generate", "model=tiny", "data.prompts=[a red circle]", "logger=none", "schedule.num_steps=4",
+            out_dir=out)
     df = pd.read_parquet(out / "results.parquet")
     assert list(df.columns) == list(COLUMNS)
     assert set(df.metric) == {"ssim_to_final", "cosine_to_final"}
@@ -38,24 +40,17 @@ def test_generate_writes_the_output_contract(tmp_path):
 
 def test_default_logger_writes_an_offline_wandb_run_with_images_and_table(tmp_path):
     out = tmp_path / "run"
-    res = run_cli("pipeline=generate", "model=tiny", "data.prompts=[a blue square]", "schedule.num_steps=2",
-                  f"hydra.run.dir={out}")
-    assert res.returncode == 0, res.stderr[-2000:]
+    run_job("pipeline=generate", "model=tiny", "data.prompts=[a blue square]", "schedule.num_steps=2", out_dir=out)
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     media = run_dir / "files" / "media"
     assert list((media / "images").rglob("*.png")), "no figures logged"
     assert list((media / "table").rglob("results_*.table.json")), "no results table logged"
 
 
-def test_bad_value_prints_one_line_exits_2_and_leaves_no_outputs(tmp_path):
-    out = tmp_path / "run"
-    res = run_cli("pipeline=generate", "model=tiny", "schedule.num_steps=0", "logger=none", f"hydra.run.dir={out}")
-    assert res.returncode == 2
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert lines == ["error: schedule.num_steps=0 is invalid: an integer in [1, 1000]"]
-    assert not out.exists()
+# the bad-value contract (one line, exit 2, no outputs): test_refusals.py, in-process and as `python run.py`
 
 
+@pytest.mark.slow  # the default suite's DDP test: test_sweeps.py::test_ddp_on_two_cpu_processes_gives_the_rows_of_one
 def test_ddp_splits_prompts_over_ranks_and_merges_once(tmp_path):
     out = tmp_path / "run"
     prompts = ["a red circle", "a blue square", "a green triangle"]
@@ -68,14 +63,11 @@ def test_ddp_splits_prompts_over_ranks_and_merges_once(tmp_path):
     assert sorted(df.prompt.unique()) == sorted(prompts) and len(df) == 3 * 2 * 2
 
 
-def test_a_sweep_logs_one_wandb_run_per_job_in_one_group_with_its_auc_table(tmp_path):
-    sweep = tmp_path / "sweep"
-    res = run_cli("-m", "model=tiny", "schedule.num_steps=3", "explainer.steps=[2]", "data.prompts=[a red circle]",
-                  "explainer=random,cam", f"hydra.sweep.dir={sweep}")
-    assert res.returncode == 0, res.stderr[-2000:]
-    runs = [next((sweep / str(job) / "wandb").glob("offline-run-*")) for job in (0, 1)]
-    group = f"sweep-{__import__('hashlib').sha1(str(sweep.resolve()).encode()).hexdigest()[:6]}"
-    for job, run in enumerate(runs):
+def test_a_sweep_logs_one_wandb_run_per_job_in_one_group_with_its_auc_table(finished_sweep):
+    sweep, explainers = finished_sweep
+    runs = [next((sweep / str(job) / "wandb").glob("offline-run-*")) for job in range(len(explainers))]
+    group = f"sweep-{hashlib.sha1(str(sweep.resolve()).encode()).hexdigest()[:6]}"
+    for explainer, run in zip(explainers, runs):
         record = next(run.glob("run-*.wandb")).read_bytes()
-        assert group.encode() in record and f"explainer={['random', 'cam'][job]}".encode() in record
+        assert group.encode() in record and f"explainer={explainer}".encode() in record
         assert list((run / "files" / "media" / "table" / "tables").glob("auc_*.table.json")), "no AUC table"

@@ -28,9 +28,11 @@ FAILED = "failed.json"
 
 
 class _Sweep:
-    """The multirun this process launches, if any (for the final summary)."""
+    """The multirun this process launches, if any (for the final summary), and the first of its directories that did
+    not exist before it (removed again when the sweep is refused before any job starts)."""
 
     dir: Path | None = None
+    created: Path | None = None
 
 
 class SweepCallback(Callback):
@@ -39,6 +41,8 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         _Sweep.dir = Path(config.hydra.sweep.dir)
+        missing = [p for p in (_Sweep.dir, *_Sweep.dir.parents) if not p.exists()]
+        _Sweep.created = missing[-1] if missing else None
 
     def on_multirun_end(self, config, **kwargs) -> None:
         """Every sweep ends with its report (when a job finished and the sweep's jobs are explained runs)."""
@@ -54,7 +58,7 @@ class SweepCallback(Callback):
         logger = OmegaConf.to_container(config.logger, resolve=True) if config.get("logger") is not None else None
         try:
             ReportJob(str(sweep), logger=logger).run()
-        except Exception as exc:  # noqa: BLE001  (the jobs' results stand; the report can be rerun)
+        except Exception as exc:
             log.exception("the sweep's report failed (%s); rerun: python run.py pipeline=report sweep_dir=%s",
                           type(exc).__name__, sweep)
 
@@ -119,10 +123,11 @@ def entry(hydra_main) -> None:
         hydra_main()
     except SystemExit:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         message = hydra_message(exc)
         if message is None:
             raise
+        remove_refused_sweep()
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     if _Sweep.dir is not None:
@@ -134,6 +139,21 @@ def entry(hydra_main) -> None:
             sys.exit(2)
 
 
+def remove_refused_sweep() -> None:
+    """A sweep refused before its first job (e.g. an unknown choice in ``explainer=rise,nope``) leaves nothing: Hydra
+    has already written the sweep's ``multirun.yaml``; it goes, with the directories the sweep created."""
+    sweep, created = _Sweep.dir, _Sweep.created
+    if sweep is None or not sweep.is_dir() or any(p.name != "multirun.yaml" for p in sweep.iterdir()):
+        return
+    (sweep / "multirun.yaml").unlink(missing_ok=True)
+    for path in (sweep, *sweep.parents):  # empty folders up to the first one the sweep created
+        if created is None or not path.is_dir() or any(path.iterdir()):
+            break
+        path.rmdir()
+        if path == created:
+            break
+
+
 def failed_jobs(sweep: Path) -> list[str]:
     """``#1 schedule.num_steps=0`` for every job of ``sweep`` that left ``failed.json``: its number and the overrides
     that set it apart from the other jobs."""
@@ -141,7 +161,8 @@ def failed_jobs(sweep: Path) -> list[str]:
     for job_dir in sweep.iterdir():
         path = job_dir / ".hydra" / "overrides.yaml"
         if path.is_file():
-            overrides[job_dir.name] = [line[2:].strip() for line in path.read_text().splitlines() if line.startswith("- ")]
+            overrides[job_dir.name] = [line[2:].strip() for line in path.read_text().splitlines()
+                                       if line.startswith("- ")]
     common = set.intersection(*map(set, overrides.values())) if overrides else set()
     failed = []
     for marker in sorted(sweep.glob(f"*/{FAILED}"), key=lambda p: (len(p.parent.name), p.parent.name)):
@@ -175,6 +196,12 @@ def hydra_message(exc: BaseException) -> str | None:
         return shorten(f"cannot parse an override: {text.splitlines()[0]}", 300)
     if isinstance(exc, OSError) and exc.filename:
         return shorten(f"cannot create the output directory {exc.filename}: {exc.strerror}", 300)
+    if isinstance(exc, ValueError) and text.startswith("Unable to configure handler"):
+        # logging.config could not open the job's log file (run.log): an output directory this user cannot write
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and cause.filename:
+            return shorten(f"cannot write the job's log {cause.filename}: {cause.strerror} (the output directory "
+                           "must be writable; choose another with hydra.run.dir=... or hydra.sweep.dir=...)", 300)
     return None
 
 
@@ -199,7 +226,7 @@ def default_keys() -> list[str]:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("config")
         container = OmegaConf.to_container(cfg, resolve=False)
-    except Exception:  # noqa: BLE001  (a suggestion is best effort)
+    except Exception:
         return []
     return flatten_keys(container)
 

@@ -94,7 +94,8 @@ def prompt_items(prompts: list[str] | None = None, prompt_file: str | None = Non
         prompts = read_prompt_file(prompt_file)[:num_prompts]
     else:
         prompts = shapes_prompts(num_prompts, num_objects, offset)
-    return [PromptItem(make_prompt_id(p, s, negative_prompt), p, int(s), negative_prompt) for p in prompts for s in seeds]
+    return [PromptItem(make_prompt_id(p, s, negative_prompt), p, int(s), negative_prompt)
+            for p in prompts for s in seeds]
 
 
 # -- labelled images (pipeline=noised_classifier) -----------------------------------------------------

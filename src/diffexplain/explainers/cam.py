@@ -25,7 +25,6 @@ so its gradient — all Grad-CAM uses — vanishes.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -33,23 +32,15 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
+from diffexplain.config.options import CAM_MODULE_SETS, module_matches, module_patterns
+from diffexplain.config.options import CAM_UPSAMPLE as UPSAMPLE
 from diffexplain.errors import check
-from diffexplain.models.attention_capture import grid_shape, on_grid
 from diffexplain.explainers.base import Explainer, check_in
 from diffexplain.explainers.gradient_targets import check_target, step_target
+from diffexplain.models.attention_capture import grid_shape, on_grid
 
-RESNETS = ("down_blocks.*.resnets.*", "mid_block.resnets.*", "up_blocks.*.resnets.*")
-# the authors' set: every down/up-block resnet, attention (Transformer2DModel) and sampler, the mid block's resnets
-PAPER = ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*.downsamplers.*",
-         "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*")
-MODULE_SETS = {"resnets": RESNETS, "paper": PAPER}
-UPSAMPLE = ("latent", "image")
-
-
-def matches(name: str, pattern: str) -> bool:
-    """Dotted-name match where ``*`` stands for one path segment (``up_blocks.*.resnets.*``)."""
-    parts, pats = name.split("."), pattern.split(".")
-    return len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats))
+MODULE_SETS = CAM_MODULE_SETS
+RESNETS, PAPER = MODULE_SETS["resnets"], MODULE_SETS["paper"]
 
 
 def output_tensor(output) -> torch.Tensor | None:
@@ -78,8 +69,8 @@ def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Ten
 
 def resolve_modules(unet, modules: str | list[str] | tuple) -> list[str]:
     """Names of the UNet modules matching ``modules``: name patterns and/or the shorthands ``resnets``, ``paper``."""
-    patterns = [p for m in ([modules] if isinstance(modules, str) else modules) for p in MODULE_SETS.get(m, (m,))]
-    names = [n for n, _ in unet.named_modules() if n and any(matches(n, p) for p in patterns)]
+    patterns = module_patterns(modules)
+    names = [n for n, _ in unet.named_modules() if n and any(module_matches(n, p) for p in patterns)]
     check(bool(names), "explainer.modules", modules, "'paper', 'resnets' or name patterns matching UNet modules, "
                                                      "e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
     return names
@@ -112,6 +103,7 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 
 class DFCAM(Explainer):
     name = "cam"
+    uses_similarity = classmethod(lambda cls, config: config.get("target") == "similarity")  # see Explainer
 
     def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "paper",
                  target: str = "noise_sum", upsample: str = "image", steps=None, seed: int = 0):

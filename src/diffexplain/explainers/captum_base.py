@@ -21,16 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffexplain.config.options import CAPTUM_BASELINES as BASELINES
+from diffexplain.config.options import CAPTUM_TARGETS as TARGETS
+from diffexplain.config.options import CHANNEL_REDUCES
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
-from diffexplain.models import DiffusionModel, Trajectory
 from diffexplain.metrics.substrates import blur
+from diffexplain.models import DiffusionModel, Trajectory
 from diffexplain.models.outcomes import Outcome
 from diffexplain.similarity import Similarity
-
-TARGETS = ("output", "next_latent", "x0")
-BASELINES = ("zeros", "blur", "noise")
-CHANNEL_REDUCES = ("sum", "abs_sum")
 
 
 class StepOutcome(nn.Module):

@@ -19,10 +19,9 @@ from collections.abc import Callable, Sequence
 import torch
 from captum.attr import GradientShap, IntegratedGradients, Occlusion
 
+from diffexplain.config.options import CLASSIFIER_METHODS as METHODS
 from diffexplain.errors import check
 from diffexplain.explainers.captum_base import seeded_global_rngs
-
-METHODS = ("integrated_gradients", "gradient_shap", "occlusion")
 
 
 class ClassifierAttribution:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from diffexplain.config.options import GRADIENT_TARGETS as TARGETS
 from diffexplain.errors import check
 from diffexplain.explainers.base import check_in
-
-TARGETS = ("noise_sum", "similarity")
 
 
 def check_target(target: str, similarity) -> None:

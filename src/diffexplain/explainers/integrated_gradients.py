@@ -9,11 +9,10 @@ from __future__ import annotations
 import torch
 from captum.attr import IntegratedGradients
 
+from diffexplain.config.options import IG_METHODS as METHODS
 from diffexplain.errors import check
 from diffexplain.explainers.base import check_in
 from diffexplain.explainers.captum_base import CaptumExplainer, StepOutcome
-
-METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
 
 class IntegratedGradientsExplainer(CaptumExplainer):

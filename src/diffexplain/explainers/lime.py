@@ -17,15 +17,17 @@ from captum._utils.models.linear_model import SkLearnLasso
 from captum.attr import Lime
 from skimage.segmentation import quickshift, slic
 
+from diffexplain.config.options import LIME_SUPERPIXELS
 from diffexplain.errors import check
 from diffexplain.explainers.base import check_in
 from diffexplain.explainers.captum_base import CaptumExplainer, StepOutcome
 
-SUPERPIXELS = {"quickshift": quickshift, "slic": slic}
+SUPERPIXELS = dict(zip(LIME_SUPERPIXELS, (quickshift, slic)))
 
 
 class LimeExplainer(CaptumExplainer):
     name = "lime"
+    sampled = True  # another seed, another map (no mc_reliability: Captum fits one surrogate on all samples)
 
     def __init__(self, model, similarity, n_samples: int = 256, superpixels: str = "quickshift",
                  superpixel_kwargs: dict | None = None, alpha: float = 1e-4, **kwargs):

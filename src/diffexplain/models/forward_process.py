@@ -9,8 +9,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from diffexplain.errors import UserError, check, shorten
-
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+from diffexplain.config.options import BETA_SCHEDULES
 
 
 class ForwardProcess:

@@ -7,13 +7,14 @@ import os
 import torch
 from diffusers import DiffusionPipeline
 
+from diffexplain.config import options
 from diffexplain.errors import UserError, check
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in options.DTYPES}
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    check(name in DTYPES, "model.dtype", name, f"one of {sorted(DTYPES)}")
+    check(name in DTYPES, "model.dtype", name, f"one of {list(DTYPES)}")
     return DTYPES[name]
 
 

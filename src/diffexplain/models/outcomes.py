@@ -21,7 +21,7 @@ import torch
 
 from diffexplain.errors import check
 
-TARGETS = ("output", "paper", "next_latent", "x0", "final")
+from diffexplain.config.options import OUTCOME_TARGETS as TARGETS
 
 
 class Outcome:

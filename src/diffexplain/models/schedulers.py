@@ -22,18 +22,14 @@ from __future__ import annotations
 import inspect
 
 import diffusers
-from diffusers.schedulers import KarrasDiffusionSchedulers
 
+from diffexplain.config import options
 from diffexplain.errors import check
 
-SHORT_NAMES = {
-    "ddim": "DDIMScheduler",
-    "dpm_solver": "DPMSolverMultistepScheduler",
-    "pndm": "PNDMScheduler",
-    "unipc": "UniPCMultistepScheduler",
-}
-NOT_OFFERED = ("EDMEulerScheduler", "DPMSolverSDEScheduler")
-CLASS_NAMES = tuple(s.name for s in KarrasDiffusionSchedulers if s.name not in NOT_OFFERED)
+SHORT_NAMES = options.SCHEDULER_SHORT_NAMES
+NOT_OFFERED = options.SCHEDULERS_NOT_OFFERED
+# the static list validation offers (without importing diffusers); tests/test_validation.py checks it against diffusers
+CLASS_NAMES = options.SCHEDULER_CLASSES
 SCHEDULERS = {**{short: getattr(diffusers, cls) for short, cls in SHORT_NAMES.items()},
               **{name: getattr(diffusers, name) for name in CLASS_NAMES}}
 

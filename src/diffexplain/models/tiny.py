@@ -21,9 +21,10 @@ from diffusers import (
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from diffexplain.errors import check
+from diffexplain.config.options import MODEL_VARIANTS as VARIANTS
+from diffexplain.config.options import TINY_UNETS, TINY_VAE
 from diffexplain.world.tokenizer import load_tokenizer
 
-VARIANTS = ("sd", "sd2", "sdxl")
 BETAS = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "steps_offset": 1}
 
 
@@ -35,20 +36,13 @@ def _text_config(tokenizer) -> CLIPTextConfig:
 
 
 def _vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=4,
-        block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16)
+    return AutoencoderKL(**TINY_VAE)
 
 
 def _sd(tokenizer, v2: bool) -> StableDiffusionPipeline:
     text_encoder = CLIPTextModel(_text_config(tokenizer))
     vae = _vae()
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-        attention_head_dim=(2, 4) if v2 else 4, use_linear_projection=v2, norm_num_groups=8)
+    unet = UNet2DConditionModel(**TINY_UNETS["sd2" if v2 else "sd"])
     scheduler = DDIMScheduler(**BETAS, clip_sample=False, set_alpha_to_one=False,
                               prediction_type="v_prediction" if v2 else "epsilon")
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
@@ -60,13 +54,7 @@ def _sdxl(tokenizer) -> StableDiffusionXLPipeline:
     text_encoder = CLIPTextModel(_text_config(tokenizer))
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer))
     vae = _vae()
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, transformer_layers_per_block=(1, 2),
-        addition_embed_type="text_time", addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 time ids × 8 + the pooled embedding
-        cross_attention_dim=32 + 32, norm_num_groups=8)  # both encoders' hidden states, concatenated
+    unet = UNet2DConditionModel(**TINY_UNETS["sdxl"])
     scheduler = EulerDiscreteScheduler(**BETAS, timestep_spacing="leading", interpolation_type="linear")
     return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
                                      tokenizer=tokenizer, tokenizer_2=tokenizer, unet=unet, scheduler=scheduler,

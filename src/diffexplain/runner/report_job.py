@@ -15,7 +15,8 @@ log = logging.getLogger("diffexplain")
 class ReportJob:
     def __init__(self, sweep_dir: str, bootstrap: int = 10_000, logger: dict | None = None):
         path = Path(str(sweep_dir))
-        check(path.is_dir(), "sweep_dir", sweep_dir, "a multirun directory (outputs/multirun/<date>/<time>) or a run dir")
+        check(path.is_dir(), "sweep_dir", sweep_dir,
+              "a multirun directory (outputs/multirun/<date>/<time>) or a run dir")
         check(isinstance(bootstrap, int) and bootstrap >= 100, "pipeline.bootstrap", bootstrap, "an integer >= 100")
         self.sweep_dir, self.bootstrap, self.logger = path, bootstrap, logger
 

@@ -32,7 +32,8 @@ def job_name() -> str:
     return ",".join(keep)[:128] or "default"
 
 
-def start_run(logger: dict, directory: Path, *, group: str | None, name: str, job_type: str, config: dict | None = None):
+def start_run(logger: dict, directory: Path, *, group: str | None, name: str, job_type: str,
+              config: dict | None = None):
     """``wandb.init`` for the configured W&B logger (``conf/logger/wandb.yaml``): the logger's own ``group``/``name``
     win over the ones given here."""
     import wandb

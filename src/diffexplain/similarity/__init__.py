@@ -13,4 +13,5 @@ SIMILARITIES: dict[str, type[Similarity]] = {
     "fid": SingleImageFID,
 }
 
-__all__ = ["SIMILARITIES", "SSIM", "Contrast", "Cosine", "Luminance", "RandomConvFeatures", "SingleImageFID", "Similarity", "Structure"]
+__all__ = ["SIMILARITIES", "SSIM", "Contrast", "Cosine", "Luminance", "RandomConvFeatures", "SingleImageFID",
+           "Similarity", "Structure"]

@@ -64,7 +64,8 @@ class SingleImageFID(Similarity):
         a, b = pair(a, b)
         feats = self.feature_net(torch.cat((a, b))).flatten(2).double()
         n = feats.shape[-1]
-        check(n > 1, "similarity.feature_net", type(self.feature_net).__name__, "must return spatial features [B,D,h,w] with h*w > 1")
+        check(n > 1, "similarity.feature_net", type(self.feature_net).__name__,
+              "must return spatial features [B,D,h,w] with h*w > 1")
         mu = feats.mean(-1)
         centred = feats - mu[..., None]
         eye = torch.eye(feats.shape[1], dtype=feats.dtype, device=feats.device)

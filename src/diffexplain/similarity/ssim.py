@@ -38,16 +38,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from diffexplain.config.options import AUTHORS_KERNEL_SIZE, SSIM_VARIANTS, ssim_window_size
 from diffexplain.errors import check
 from diffexplain.similarity.base import Similarity, pair
 
-VARIANTS = ("textbook", "authors")
-AUTHORS_KERNEL_SIZE = 15  # X-Diffusion: SSIM(15, ...)
-
-
-def window_size(sigma: float) -> int:
-    """The Gaussian window size torchmetrics (and skimage) use for ``sigma``."""
-    return 2 * int(3.5 * sigma + 0.5) + 1
+VARIANTS = SSIM_VARIANTS
+window_size = ssim_window_size  # the Gaussian window size torchmetrics (and skimage) use for ``sigma``
 
 
 def gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -155,7 +151,8 @@ class SSIM(_Windowed):
         size = window_size(sigma)
         check(variant != "textbook" or self.kernel_size == size, "similarity.kernel_size", self.kernel_size,
               f"{size} for similarity=ssim with sigma={sigma} and variant=textbook (torchmetrics derives the window "
-              "from sigma: 2*int(3.5*sigma+0.5)+1); other sizes work with structure/contrast/luminance or variant=authors")
+              "from sigma: 2*int(3.5*sigma+0.5)+1); other sizes work with structure/contrast/luminance "
+              "or variant=authors")
 
     def _torchmetrics(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         a, b = pair(a, b)
@@ -174,7 +171,8 @@ class SSIM(_Windowed):
 
     def authors(self, m: Moments, c1, c2) -> Tensor:
         """The authors' commented-out full SSIM on their window (no square roots, so no NaN)."""
-        return ((2 * m.mu_a * m.mu_b + c1) * (2 * m.cov + c2)) / ((m.mu_a**2 + m.mu_b**2 + c1) * (m.var_a + m.var_b + c2))
+        return (((2 * m.mu_a * m.mu_b + c1) * (2 * m.cov + c2))
+                / ((m.mu_a**2 + m.mu_b**2 + c1) * (m.var_a + m.var_b + c2)))
 
 
 class Luminance(_Windowed):

@@ -10,16 +10,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from diffusers import StableDiffusionPipeline  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from diffusers import StableDiffusionPipeline
 
-from diffexplain.io import atomic_path, write_json  # noqa: E402
-from diffexplain.models import DiffusionModel, load_pipeline  # noqa: E402
-from diffexplain.models.schedulers import swap_scheduler  # noqa: E402
-from diffexplain.world.classifier import load_classifier  # noqa: E402
-from diffexplain.pipelines.world_training.fidelity import eval_set, generate_samples, judge, per_sample, rates  # noqa: E402
+from diffexplain.io import atomic_path, write_json
+from diffexplain.models import DiffusionModel, load_pipeline
+from diffexplain.models.schedulers import swap_scheduler
+from diffexplain.pipelines.world_training.fidelity import eval_set, generate_samples, judge, per_sample, rates
+from diffexplain.world.classifier import load_classifier
 
 log = logging.getLogger(__name__)
 TIMING_PROMPT = "a red circle and a blue square"
@@ -27,7 +27,8 @@ RATES = ("colour", "shape", "both_present", "order", "exact")
 
 
 def evaluate(model_dir: Path, classifier_dir: Path, cfg) -> dict:
-    """Fidelity rates on ``cfg.samples`` samples (shipped guidance and steps, plus ``compare_guidance``), and the samples."""
+    """Fidelity rates on ``cfg.samples`` samples (shipped guidance and steps, plus ``compare_guidance``), and the
+    samples."""
     model = DiffusionModel(load_pipeline(str(model_dir)), guidance_scale=cfg.guidance_scale, scheduler=cfg.scheduler)
     classifier = load_classifier(classifier_dir)
     prompts, seeds = map(list, zip(*eval_set(cfg.samples)))
@@ -103,7 +104,8 @@ def _pct(x: float) -> str:
 
 
 def write_cards(model_dir: Path, classifier_dir: Path, summary: dict, cfg) -> dict:
-    """Evaluate, draw the figures, write ``README.md`` + ``training.json`` in both model directories; return the numbers."""
+    """Evaluate, draw the figures, write ``README.md`` + ``training.json`` in both model directories; return the
+    numbers."""
     result = evaluate(model_dir, classifier_dir, cfg)
     samples = per_sample(result["table"])
     show = list(range(24)) + list(range(len(samples) // 2, len(samples) // 2 + 24))
@@ -206,7 +208,8 @@ synthetic 32×32 scenes whose every object is known. {_role(name)}
 ```python
 from diffusers import StableDiffusionPipeline, DPMSolverMultistepScheduler
 pipe = StableDiffusionPipeline.from_pretrained("models/{name}")
-pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # as shipped in model={_config_name(name)}
+pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # as shipped in \
+model={_config_name(name)}
 image = pipe("a red circle and a blue square", num_inference_steps={cfg.num_steps},
              guidance_scale={cfg.guidance_scale:g}).images[0]  # 32x32 PIL image
 ```
@@ -224,20 +227,35 @@ named object on the left; one or two objects (50/50). {s["scenes"]} scenes rende
 
 | component | parameters | configuration |
 |---|---|---|
-| VAE (AutoencoderKL) | {p["vae"]:,} | 32×32×3 → 16×16×4, blocks {v["block_out_channels"]}, 1 layer per block, no attention; scaling factor {s["scaling_factor"]:.4f} (1 / std of the training latents) |
-| text encoder (CLIPTextModel) | {p["text_encoder"]:,} | hidden {d["text_hidden"]}, {d["text_layers"]} layers, {d["text_heads"]} heads, {pipe.tokenizer.model_max_length} tokens, vocabulary {len(pipe.tokenizer)} (every grammar word one token) |
-| UNet (UNet2DConditionModel) | {p["unet"]:,} | 16×16×4 latents, blocks {list(unet.block_out_channels)}, {", ".join(unet.down_block_types)} (cross-attention at {", ".join(f"{16 // 2**i}×{16 // 2**i}" for i in range(len(unet.block_out_channels)))}) + mid block at {16 // 2 ** (len(unet.block_out_channels) - 1)}×{16 // 2 ** (len(unet.block_out_channels) - 1)}; cross-attention dim {unet.cross_attention_dim}, {unet.attention_head_dim} heads |
+| VAE (AutoencoderKL) | {p["vae"]:,} | 32×32×3 → 16×16×4, blocks {v["block_out_channels"]}, 1 layer per block, \
+no attention; scaling factor {s["scaling_factor"]:.4f} (1 / std of the training latents) |
+| text encoder (CLIPTextModel) | {p["text_encoder"]:,} | hidden {d["text_hidden"]}, {d["text_layers"]} layers, \
+{d["text_heads"]} heads, {pipe.tokenizer.model_max_length} tokens, vocabulary {len(pipe.tokenizer)} \
+(every grammar word one token) |
+| UNet (UNet2DConditionModel) | {p["unet"]:,} | 16×16×4 latents, blocks {list(unet.block_out_channels)}, \
+{", ".join(unet.down_block_types)} (cross-attention at \
+{", ".join(f"{16 // 2**i}×{16 // 2**i}" for i in range(len(unet.block_out_channels)))}) + mid block at \
+{16 // 2 ** (len(unet.block_out_channels) - 1)}×{16 // 2 ** (len(unet.block_out_channels) - 1)}; \
+cross-attention dim {unet.cross_attention_dim}, {unet.attention_head_dim} heads |
 
 ## Training (seed {s["seed"]}, {s["wall_seconds"] / 60:.1f} min wall-clock for data and training, CPU)
 
 | stage | steps | batch | lr | time | final loss (mean of the last 50 steps) |
 |---|---|---|---|---|---|
-| VAE: MSE + {v["kl_weight"]:g}·KL | {st["vae"]["steps"]} | {v["batch_size"]} | {v["lr"]:g} | {st["vae"]["seconds"]:.0f} s | {st["vae"]["final_loss"]:.5f} (reconstruction MSE in [-1, 1]: {st["vae"]["recon_mse"]:.5f}) |
-| classifier (cross-entropy) | {st["classifier"]["steps"]} | {s["config"]["classifier"]["batch_size"]} | {s["config"]["classifier"]["lr"]:g} | {st["classifier"]["seconds"]:.0f} s | {st["classifier"]["final_loss"]:.4f} (held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])}) |
-| text encoder + UNet: {d["prediction_type"]} MSE, DDPM scaled-linear 0.00085–0.012, 1000 steps, {d["p_uncond"]:.0%} empty prompts | {st["denoiser"]["steps"]} | {d["batch_size"]} | {d["lr"]:g} | {st["denoiser"]["seconds"]:.0f} s | {st["denoiser"]["final_loss"]:.4f} |
+| VAE: MSE + {v["kl_weight"]:g}·KL | {st["vae"]["steps"]} | {v["batch_size"]} | {v["lr"]:g} | \
+{st["vae"]["seconds"]:.0f} s | {st["vae"]["final_loss"]:.5f} \
+(reconstruction MSE in [-1, 1]: {st["vae"]["recon_mse"]:.5f}) |
+| classifier (cross-entropy) | {st["classifier"]["steps"]} | {s["config"]["classifier"]["batch_size"]} | \
+{s["config"]["classifier"]["lr"]:g} | {st["classifier"]["seconds"]:.0f} s | {st["classifier"]["final_loss"]:.4f} \
+(held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])}) |
+| text encoder + UNet: {d["prediction_type"]} MSE, DDPM scaled-linear 0.00085–0.012, 1000 steps, \
+{d["p_uncond"]:.0%} empty prompts | {st["denoiser"]["steps"]} | {d["batch_size"]} | {d["lr"]:g} | \
+{st["denoiser"]["seconds"]:.0f} s | {st["denoiser"]["final_loss"]:.4f} |
 
-AdamW (weight decay 0.01), linear warm-up then cosine decay to 10 %.{_training_extras(d)} Lightning, checkpoints every few
-hundred steps, resumable: `python run.py pipeline={_job_name(name)}`{" (or `make world`)" if name == "shapes-sd" else ""}.
+AdamW (weight decay 0.01), linear warm-up then cosine decay to 10 %.{_training_extras(d)} \
+Lightning, checkpoints every few
+hundred steps, resumable: \
+`python run.py pipeline={_job_name(name)}`{" (or `make world`)" if name == "shapes-sd" else ""}.
 
 ![loss curve](loss_curve.png)
 
@@ -254,7 +272,8 @@ through the 72 two-object prompts. `{cfg.scheduler}`, {cfg.num_steps} steps, gui
 | both present and the first named on the left | {_pct(f["order"])} |
 | exact (every object right, order right, nothing else) | {_pct(f["exact"])} |
 
-How judged (`diffexplain.pipelines.world_training.fidelity`): every pixel takes the nearest of black and the four colours;
+How judged (`diffexplain.pipelines.world_training.fidelity`): every pixel takes the nearest of \
+black and the four colours;
 an object's colour is right when a connected blob of its colour with ≥ 10 pixels exists
 (`detect_objects`); its shape is right when, in addition, the shapes classifier (`models/shapes-classifier`,
 held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])} on drawn scenes) gives that shape to the largest
@@ -266,5 +285,6 @@ Guidance scale ({f["samples"]} samples each):
 |---|---|---|---|---|---|
 {sweep}
 
-Size on disk (without this card): {s["megabytes"]["shapes-sd"]:.1f} MB (pipeline and figures) + {s["megabytes"]["shapes-classifier"]:.2f} MB (classifier).
+Size on disk (without this card): {s["megabytes"]["shapes-sd"]:.1f} MB (pipeline and figures) + \
+{s["megabytes"]["shapes-classifier"]:.2f} MB (classifier).
 """

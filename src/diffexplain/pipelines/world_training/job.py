@@ -36,13 +36,21 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from diffexplain.errors import UserError, check
 from diffexplain.io import write_json
+from diffexplain.pipelines.world_training.data import object_masks, render_scenes, to_unit, tokenize
+from diffexplain.pipelines.world_training.stages import (
+    NOISE,
+    ClassifierConfig,
+    ClassifierModule,
+    DenoiserConfig,
+    DenoiserModule,
+    StageModule,
+    VaeConfig,
+    VaeModule,
+)
+from diffexplain.pipelines.world_training.weight_average import WeightAverage
 from diffexplain.world.classifier import label_of
 from diffexplain.world.scenes import GRAMMAR
-from diffexplain.pipelines.world_training.stages import (NOISE, ClassifierConfig, ClassifierModule, DenoiserConfig, DenoiserModule,
-                                      StageModule, VaeConfig, VaeModule)
 from diffexplain.world.tokenizer import load_tokenizer
-from diffexplain.pipelines.world_training.data import object_masks, render_scenes, to_unit, tokenize
-from diffexplain.pipelines.world_training.weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +81,8 @@ def read_checkpoint(path: Path) -> dict:
 
 
 class WorldTraining:
-    """Train, save, judge and describe the Shapes pipeline (``models/shapes-sd``) and classifier (``models/shapes-classifier``)."""
+    """Train, save, judge and describe the Shapes pipeline (``models/shapes-sd``) and classifier
+    (``models/shapes-classifier``)."""
 
     def __init__(self, model_dir: str, classifier_dir: str, seed: int = 0, scenes: int = 30000,
                  resume: bool = True, checkpoint_every: int = 100, accelerator: str = "cpu",
@@ -140,7 +149,8 @@ class WorldTraining:
         return vae, self.fit("vae", vae, images, batch_size=self.vae_cfg.batch_size)
 
     def train_classifier(self) -> tuple[ClassifierModule, dict]:
-        """Train on single-object scenes (sizes 6–16 px), measure the accuracy on fresh ones, save to ``classifier_dir``."""
+        """Train on single-object scenes (sizes 6–16 px), measure the accuracy on fresh ones, save to
+        ``classifier_dir``."""
         L.seed_everything(self.seed + 1)
         c = self.classifier_cfg
         images, scenes = render_scenes(c.scenes + c.held_out, self.seed + 1, 1, min_size=6, max_size=16)

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from diffexplain.world.classifier import ShapesClassifier
-from diffexplain.pipelines.world_training.grounding import WORD_POSITIONS, GroundingRecorder, grounding_loss
 from diffexplain.pipelines.world_training.data import to_unit, tokenize
+from diffexplain.pipelines.world_training.grounding import WORD_POSITIONS, GroundingRecorder, grounding_loss
+from diffexplain.world.classifier import ShapesClassifier
 
 NOISE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000}
 
@@ -125,7 +125,8 @@ class VaeModule(StageModule):
 
 
 class ClassifierModule(StageModule):
-    """Cross-entropy on single-object scenes with brightness, blur and noise augmentation (generated samples are imperfect)."""
+    """Cross-entropy on single-object scenes with brightness, blur and noise augmentation (generated samples are
+    imperfect)."""
 
     def __init__(self, cfg: ClassifierConfig):
         super().__init__(cfg.lr, cfg.steps)

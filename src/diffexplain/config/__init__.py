@@ -12,7 +12,7 @@ def project_root() -> str:
     """``$DIFFEXPLAIN_ROOT``, else the checkout this package lives in (it holds ``conf/`` and ``models/``), else cwd."""
     if os.environ.get("DIFFEXPLAIN_ROOT"):
         return os.environ["DIFFEXPLAIN_ROOT"]
-    checkout = Path(__file__).resolve().parents[2]
+    checkout = Path(__file__).resolve().parents[3]
     return str(checkout if (checkout / "conf").is_dir() else Path.cwd())
 
 
