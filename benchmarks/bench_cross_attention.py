@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from common import median_time, report  # benchmarks/common.py
 
-from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.models import DiffusionModel, tiny_model
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.schedules import Uniform
 
 ROOT = Path(__file__).resolve().parents[1]

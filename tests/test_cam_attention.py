@@ -3,15 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from conftest import GROUNDED_PROMPTS, ROOT
 
-from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.explainers import DFCAM, AttentionRelevanceExplainer, CrossAttentionExplainer
-from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.explainers.cam import output_tensor, resolve_modules
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.localisation import mask_to_grid, pointing_game
-from diffexplain.models import DiffusionModel
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.schedules import Uniform
 from diffexplain.similarity import SSIM
 from diffexplain.world import segment
@@ -229,16 +228,13 @@ def test_sub_word_tokens_merge_into_one_word(tiny):
     assert len(spans[1][1]) > 1
 
 
-def test_grounded_shapes_model_shape_word_maps_peak_inside_their_objects():
+def test_grounded_shapes_model_shape_word_maps_peak_inside_their_objects(grounded):
     """model=shapes_grounded was trained to ground its cross-attention: a check that capture, aggregation and word
     alignment are right end to end (a shifted token index or a transposed map would miss the objects)."""
-    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd-grounded"), scheduler="dpm_solver",
-                                           guidance_scale=5.0)
+    model, trajectories = grounded  # 20-step trajectories of GROUNDED_PROMPTS, seed = index
     explainer = CrossAttentionExplainer(model)
     hits = {"colour": [], "shape": []}
-    for seed, prompt in enumerate(["a red circle and a blue triangle", "a yellow square and a green circle",
-                                   "a blue triangle and a red square"]):
-        traj = model.generate(prompt, seed, Uniform(20))
+    for prompt, traj in zip(GROUNDED_PROMPTS, trajectories):
         maps = explainer.explain(traj, [19])[0]
         image = model.decode(traj.latents[-1:])[0].permute(1, 2, 0).numpy()
         masks, words = segment(image, prompt), explainer.words(traj)
@@ -307,18 +303,15 @@ def test_cam_shows_a_signal_carried_by_the_unconditional_half_alone_with_the_rig
     assert cam[blob].min() > 0.99 and cam[~blob].max() == 0
 
 
-def test_grounded_shapes_model_word_relevance_peaks_inside_their_objects_in_the_late_steps():
+def test_grounded_shapes_model_word_relevance_peaks_inside_their_objects_in_the_late_steps(grounded):
     """Gradient × attention relevance on the model trained to ground its cross-attention: each word's relevance
     peaks inside its own object in the late steps (measured on these prompts: shape 1.0, 1.0, 1.0, 0.83, 0.83 and
     colour 1.0, 1.0, 0.83, 0.83, 0.83 at steps 15–19; a shifted token or a wrong half would point at the other
     object)."""
-    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd-grounded"), scheduler="dpm_solver",
-                                           guidance_scale=5.0)
+    model, trajectories = grounded  # 20-step trajectories of GROUNDED_PROMPTS, seed = index
     explainer = AttentionRelevanceExplainer(model)
     hits = {"colour": [], "shape": []}
-    for seed, prompt in enumerate(["a red circle and a blue triangle", "a yellow square and a green circle",
-                                   "a blue triangle and a red square"]):
-        traj = model.generate(prompt, seed, Uniform(20))
+    for prompt, traj in zip(GROUNDED_PROMPTS, trajectories):
         maps = explainer.explain(traj, [15, 16, 17, 18, 19])
         image = model.decode(traj.latents[-1:])[0].permute(1, 2, 0).numpy()
         masks, words = segment(image, prompt), explainer.words(traj)
@@ -331,9 +324,9 @@ def test_grounded_shapes_model_word_relevance_peaks_inside_their_objects_in_the_
 
 def test_token_role_table_keeps_raw_attention_and_relevance_apart():
     """experiment=token_roles sweeps explainer=cross_attention,attention_relevance: one block per explainer."""
+    from diffexplain.items import PromptItem
     from diffexplain.metrics.token_roles import stage_table
     from diffexplain.reporting.tables import row, to_frame
-    from diffexplain.items import PromptItem
 
     item = PromptItem("p-s0-x", "a red circle", 0)
     rows = [row(item, "role_share", value, s, 999 - s, name, token="colour")

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from conftest import ROOT
 from diffexplain.explainers import DFCAM
 from diffexplain.explainers.cam import resolve_modules
 from diffexplain.models import DiffusionModel
@@ -41,8 +40,9 @@ def authors_map(model: DiffusionModel, traj, i: int, names: list[str], double_gu
     total = torch.zeros(1, 1, *image)
     for name in names:
         module, kept = unet.get_submodule(name), {}
-        handles = [module.register_forward_hook(lambda m, args, out: kept.__setitem__("a", out)),
-                   module.register_full_backward_hook(lambda m, grad_in, grad_out: kept.__setitem__("g", grad_out[0]))]
+        handles = [module.register_forward_hook(lambda m, args, out, kept=kept: kept.__setitem__("a", out)),
+                   module.register_full_backward_hook(
+                       lambda m, grad_in, grad_out, kept=kept: kept.__setitem__("g", grad_out[0]))]
         try:
             z = traj.latents[i: i + 1].clone().requires_grad_(True)
             x = traj.scheduler_states[i].scale_model_input(torch.cat([z, z]), t)
@@ -64,10 +64,10 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.fixture(scope="module")
-def shapes():
-    """The embedded model as the authors ran SD (DPM-Solver, 20 steps) and its trajectories, generated on demand."""
-    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd"), scheduler="dpm_solver",
-                                           guidance_scale=5.0)
+def shapes(shapes):
+    """The embedded model as the authors ran SD (DPM-Solver, 20 steps; the session's) and its trajectories, generated
+    on demand."""
+    model = shapes
     trajectories = {}
 
     def trajectory(prompt):

@@ -6,8 +6,13 @@ import torch
 from captum.attr import IntegratedGradients
 
 from diffexplain.errors import UserError
-from diffexplain.explainers import (GradientShapExplainer, IntegratedGradientsExplainer, LimeExplainer,
-                                    OcclusionExplainer, StepOutcome)
+from diffexplain.explainers import (
+    GradientShapExplainer,
+    IntegratedGradientsExplainer,
+    LimeExplainer,
+    OcclusionExplainer,
+    StepOutcome,
+)
 from diffexplain.metrics.substrates import blur
 from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform

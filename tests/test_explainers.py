@@ -4,15 +4,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import ROOT
 from diffexplain.explainers import (
-    DFCAM, RISE, AttentionRelevanceExplainer, CrossAttentionExplainer, GradientShapExplainer,
-    IntegratedGradientsExplainer, LimeExplainer, OcclusionExplainer, RandomExplainer,
+    DFCAM,
+    RISE,
+    AttentionRelevanceExplainer,
+    CrossAttentionExplainer,
+    GradientShapExplainer,
+    IntegratedGradientsExplainer,
+    LimeExplainer,
+    OcclusionExplainer,
+    RandomExplainer,
 )
-from diffexplain.models import DiffusionModel
 from diffexplain.schedules import Uniform
 from diffexplain.similarity import SSIM
 
@@ -33,7 +39,7 @@ STOCHASTIC = {"rise", "gradient_shap", "lime", "random"}
 
 @pytest.fixture(scope="module", params=["tiny", "shapes"])
 def setup(request, tiny):
-    model = tiny if request.param == "tiny" else DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd"))
+    model = tiny if request.param == "tiny" else request.getfixturevalue("shapes")
     return model, model.generate(PROMPT, 0, Uniform(3))
 
 

@@ -210,8 +210,9 @@ def test_distance_y_with_single_image_fid(tiny, traj):
 
 
 @pytest.mark.parametrize("kwargs, key", [
-    ({"games": ["swap"]}, "games"), ({"substrate": "noise"}, "substrate"), ({"y": "distance"}, "y"), ({"y": "rank"}, "y"),
-    ({"batch_size": 0}, "batch_size"), ({"n_points": 1}, "n_points"), ({"maps": {"m": torch.rand(4, 4)}}, "maps")])
+    ({"games": ["swap"]}, "games"), ({"substrate": "noise"}, "substrate"), ({"y": "distance"}, "y"),
+    ({"y": "rank"}, "y"), ({"batch_size": 0}, "batch_size"), ({"n_points": 1}, "n_points"),
+    ({"maps": {"m": torch.rand(4, 4)}}, "maps")])
 def test_bad_arguments_raise_user_errors(kwargs, key):
     args = {"maps": {"m": torch.rand(8, 8)}, **kwargs}
     with pytest.raises(UserError, match=key):

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from conftest import ROOT
 from diffexplain.errors import UserError
 from diffexplain.models import DiffusionModel, load_pipeline
 from diffexplain.models.tiny import build_tiny_pipeline
@@ -44,10 +43,9 @@ def test_trajectory_records_every_step(prediction_type):
         assert torch.allclose(a.sqrt() * tr.x0[i] + (1 - a).sqrt() * tr.eps[i], tr.latents[i], atol=1e-4)
 
 
-def test_trajectory_of_the_shipped_model_is_the_pipelines_sample():
+def test_trajectory_of_the_shipped_model_is_the_pipelines_sample(shapes):
     """model=shapes (v-prediction, DPM-Solver, guidance): generate() ends where StableDiffusionPipeline does."""
-    model = DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd"), scheduler="dpm_solver",
-                                           guidance_scale=5.0)
+    model = shapes
     tr = model.generate(PROMPT, 3, Uniform(8))
     out = model.pipe(PROMPT, latents=model.initial_latents(3), num_inference_steps=8, guidance_scale=5.0,
                      output_type="latent").images

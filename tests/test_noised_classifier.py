@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, cli_refusal, run_cli, run_job
 from PIL import Image
 from torch import nn
 
-from conftest import ROOT, run_cli
 from diffexplain.classifiers import ShapesImageClassifier
 from diffexplain.classifiers.labels import resolve_label
 from diffexplain.errors import UserError
@@ -178,9 +178,8 @@ def test_hf_classifier_on_an_image_folder_end_to_end(tmp_path):
     model = tiny_hf_classifier(tmp_path / "tiny")
     data = image_folder(tmp_path / "images")
     out = tmp_path / "run"
-    res = run_cli("pipeline=noised_classifier", "classifier=hf", f"classifier.path={model}", "data=imagefolder",
-                  f"data.root={data}", *FAST, "logger=none", f"hydra.run.dir={out}")
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_job("pipeline=noised_classifier", "classifier=hf", f"classifier.path={model}", "data=imagefolder",
+            f"data.root={data}", *FAST, "logger=none", out_dir=out)
     df = pd.read_parquet(out / "results.parquet")
     assert list(df.columns) == list(COLUMNS)
     assert set(df.metric) == {"softmax_true", "accuracy", "steep_rise_t"}  # no masks: no outline rows
@@ -231,36 +230,41 @@ def test_shapes_defaults_write_curves_maps_figures_and_wandb(tmp_path):
     (("pipeline.noise.schedule=cosine",), "error: pipeline.noise.schedule='cosine' is invalid: one of ['linear'"),
     (("classifier=hf", "classifier.path={tmp}/nothing_here"), "error: classifier.path='{tmp}/nothing_here' is invalid"),
 ])
-def test_bad_input_prints_one_line_and_exits_2(tmp_path, overrides, message):
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "no_images" / "cat").mkdir(parents=True)
-    (tmp_path / "no_images" / "cat" / "notes.txt").write_text("no images here")
-    (tmp_path / "broken" / "cat").mkdir(parents=True)
-    (tmp_path / "broken" / "cat" / "x.png").write_bytes(b"not a png")
-    image_folder(tmp_path / "lions", classes=("lion",), per_class=1)
-    model = tiny_hf_classifier(tmp_path / "tiny")
+def test_bad_input_prints_one_line_and_exits_2(bad_inputs, tmp_path, capsys, overrides, message):
+    root, model = bad_inputs
     hf = () if any(o.startswith("classifier=") for o in overrides) or "data=imagefolder" not in overrides else (
         "classifier=hf", f"classifier.path={model}")
-    out = tmp_path / "run"
-    res = run_cli("pipeline=noised_classifier", *[o.format(tmp=tmp_path) for o in overrides], *hf, "logger=none",
-                  f"hydra.run.dir={out}")
-    assert res.returncode == 2, res.stderr[-2000:]
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(message.format(tmp=tmp_path)), lines
-    assert not out.exists()
+    line = cli_refusal("pipeline=noised_classifier", *[o.format(tmp=root) for o in overrides], *hf, "logger=none",
+                       out_dir=tmp_path / "run", capsys=capsys)
+    assert line.startswith(message.format(tmp=root)), line
 
 
-def test_a_cached_hub_classifiers_labels_are_checked_before_it_loads(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    """Image folders that are not what a user meant, and a tiny HF classifier: (root, classifier path)."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    (root / "empty").mkdir()
+    (root / "no_images" / "cat").mkdir(parents=True)
+    (root / "no_images" / "cat" / "notes.txt").write_text("no images here")
+    (root / "broken" / "cat").mkdir(parents=True)
+    (root / "broken" / "cat" / "x.png").write_bytes(b"not a png")
+    image_folder(root / "lions", classes=("lion",), per_class=1)
+    return root, tiny_hf_classifier(root / "tiny")
+
+
+def test_a_cached_hub_classifiers_labels_are_checked_before_it_loads(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
     snapshot = tmp_path / "hf" / "hub" / "models--acme--tiny" / "snapshots" / "abc"
     snapshot.mkdir(parents=True)
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("abc")
     (snapshot / "config.json").write_text(json.dumps({"id2label": {"0": "cat", "1": "dog"}}))  # no weights: not loaded
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    res = run_cli("pipeline=noised_classifier", "classifier=hf", "classifier.path=acme/tiny", "data=imagefolder",
-                  f"data.root={image_folder(tmp_path / 'images', classes=('cat', 'lion'), per_class=1)}",
-                  "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
-    assert res.returncode == 2
-    assert res.stderr.strip() == ("error: classifier.label_map='lion' is invalid: a class the classifier knows: 'lion' "
-                                  "is none of its 2 labels ('cat', 'dog'); map it with "
-                                  "classifier.label_map='{lion: <label name or id>}'")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # read at import
+    line = cli_refusal("pipeline=noised_classifier", "classifier=hf", "classifier.path=acme/tiny", "data=imagefolder",
+                       f"data.root={image_folder(tmp_path / 'images', classes=('cat', 'lion'), per_class=1)}",
+                       "logger=none", out_dir=tmp_path / "run", capsys=capsys)
+    assert line == ("error: classifier.label_map='lion' is invalid: a class the classifier knows: 'lion' "
+                    "is none of its 2 labels ('cat', 'dog'); map it with "
+                    "classifier.label_map='{lion: <label name or id>}'")

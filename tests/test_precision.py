@@ -6,9 +6,9 @@ about 10x slower in it on a CPU than in float32, so the maps here are small.
 
 import pytest
 import torch
+from conftest import ROOT
 from scipy.stats import spearmanr
 
-from conftest import ROOT
 from diffexplain.explainers import DFCAM, RISE
 from diffexplain.models import DiffusionModel, tiny_model
 from diffexplain.models.outcomes import Outcome
@@ -20,12 +20,10 @@ STEP = 1
 
 
 @pytest.fixture(scope="module")
-def models():
-    def load(dtype):
-        return DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd"), dtype=dtype, scheduler="dpm_solver",
-                                              guidance_scale=5.0)
-
-    return load("float32"), load("bfloat16")
+def models(shapes):
+    """The session's float32 Shapes model and the same loaded in bfloat16."""
+    return shapes, DiffusionModel.from_pretrained(str(ROOT / "models" / "shapes-sd"), dtype="bfloat16",
+                                                  scheduler="dpm_solver", guidance_scale=5.0)
 
 
 @pytest.fixture(scope="module")

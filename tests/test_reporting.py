@@ -2,10 +2,10 @@ import pandas as pd
 import pytest
 import torch
 
+from diffexplain.items import PromptItem
 from diffexplain.metrics.localisation import inside_outside, mask_to_grid, pointing_game
 from diffexplain.metrics.token_roles import attention_shares, role_shares, stage_table
 from diffexplain.reporting.tables import row, to_frame
-from diffexplain.items import PromptItem
 
 ITEM = PromptItem("p-s0-x", "a red circle", 0)
 

@@ -24,7 +24,8 @@ STEPS = (5, 14)
 N_MASKS = 64
 
 
-def authors_structure(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 15, sigma: float = 1.5) -> torch.Tensor:
+def authors_structure(img1: torch.Tensor, img2: torch.Tensor, window_size: int = 15,
+                      sigma: float = 1.5) -> torch.Tensor:
     """Their ``SSIM(15, mode="structure")``: [B, C, H, W] pair -> [B, H, W]."""
     x = torch.arange(window_size).float() - window_size // 2
     gauss = torch.exp(-x.pow(2) / (2 * sigma**2))
@@ -64,8 +65,9 @@ def authors_saliency(model: DiffusionModel, traj, i: int, masks: torch.Tensor) -
 
 
 @pytest.fixture(scope="module")
-def model():
-    return DiffusionModel.from_pretrained(str(MODEL), scheduler="dpm_solver", guidance_scale=5.0)
+def model(shapes):
+    """The session's Shapes model (models/shapes-sd, DPM-Solver, guidance 5)."""
+    return shapes
 
 
 def compare(model, prompt: str, steps, n_masks: int) -> list[float]:
@@ -77,7 +79,8 @@ def compare(model, prompt: str, steps, n_masks: int) -> list[float]:
     rhos = []
     for i in steps:
         g = rise.generator(traj, i)  # the masks RISE draws, batch by batch
-        masks = torch.cat([rise.sample_masks(min(rise.batch_size, n_masks - s), h, w, g) for s in range(0, n_masks, rise.batch_size)])
+        masks = torch.cat([rise.sample_masks(min(rise.batch_size, n_masks - s), h, w, g)
+                           for s in range(0, n_masks, rise.batch_size)])
         theirs = authors_saliency(model, traj, i, masks)
         ours = rise.explain_step(traj, i)
         assert torch.isfinite(theirs).all() and torch.isfinite(ours).all()

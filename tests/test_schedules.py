@@ -1,8 +1,8 @@
 import pytest
 
 from diffexplain.errors import UserError
-from diffexplain.models.tiny import build_tiny_pipeline
 from diffexplain.models.schedulers import swap_scheduler
+from diffexplain.models.tiny import build_tiny_pipeline
 from diffexplain.schedules import Custom, ExponentialEarly, ExponentialLate, Uniform
 
 # Park et al.'s exponential sampling, N = 30, λ = 60 (worked by hand from METHODS.md's formula)
@@ -19,7 +19,7 @@ def test_exponential_schedules_match_the_paper_formula():
 
 def test_early_is_dense_early_and_late_is_dense_late():
     early, late = ExponentialEarly(30, 30).timesteps(1000), ExponentialLate(30, 30).timesteps(1000)
-    gaps = lambda ts: [a - b for a, b in zip(ts, ts[1:])]  # noqa: E731
+    gaps = lambda ts: [a - b for a, b in zip(ts, ts[1:])]
     assert gaps(early)[1] < gaps(early)[-1]
     assert gaps(late)[0] > gaps(late)[-1]
 

@@ -7,13 +7,21 @@ import pytest
 import scipy.linalg
 import scipy.ndimage
 import torch
-from hydra.utils import instantiate
 from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
 from skimage.metrics import structural_similarity
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from diffexplain.errors import UserError
-from diffexplain.similarity import SIMILARITIES, SSIM, Contrast, Luminance, RandomConvFeatures, SingleImageFID, Structure
+from diffexplain.similarity import (
+    SIMILARITIES,
+    SSIM,
+    Contrast,
+    Luminance,
+    RandomConvFeatures,
+    SingleImageFID,
+    Structure,
+)
 
 NAMES = list(SIMILARITIES)
 MAPPED = [n for n in NAMES if SIMILARITIES[n].has_map]
@@ -25,7 +33,8 @@ def smooth(batch: int = 2, channels: int = 3, size: int = 32) -> torch.Tensor:
     """Smooth sinusoidal images in [0.1, 0.9], a different pattern per channel and item."""
     y, x = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
     items = [
-        torch.stack([0.5 + 0.4 * torch.sin(2 * math.pi * (k + i + 1) * x + k) * torch.cos(math.pi * (k + 1) * y) for k in range(channels)])
+        torch.stack([0.5 + 0.4 * torch.sin(2 * math.pi * (k + i + 1) * x + k) * torch.cos(math.pi * (k + 1) * y)
+                     for k in range(channels)])
         for i in range(batch)
     ]
     return torch.stack(items)
@@ -60,7 +69,8 @@ def test_symmetry(sims, name):
         torch.testing.assert_close(s.map(a, b), s.map(b, a), atol=1e-5, rtol=0)
 
 
-NONNEGATIVE_BOUNDS = {"ssim": (-1, 1), "structure": (-1, 1), "luminance": (0, 1), "contrast": (0, 1), "cosine": (0, 1), "fid": (0, 1)}
+NONNEGATIVE_BOUNDS = {"ssim": (-1, 1), "structure": (-1, 1), "luminance": (0, 1), "contrast": (0, 1), "cosine": (0, 1),
+                      "fid": (0, 1)}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,7 +130,8 @@ def test_ssim_matches_torchmetrics(data_range):
     ours = SSIM(data_range=data_range)(a, b)
     if data_range is None:
         ranges = [(torch.cat((a[i], b[i])).max() - torch.cat((a[i], b[i])).min()).item() for i in range(3)]
-        ref = torch.stack([structural_similarity_index_measure(a[i : i + 1], b[i : i + 1], data_range=r) for i, r in enumerate(ranges)])
+        ref = torch.stack([structural_similarity_index_measure(a[i : i + 1], b[i : i + 1], data_range=r)
+                           for i, r in enumerate(ranges)])
     else:
         ref = structural_similarity_index_measure(a, b, data_range=data_range, reduction="none")
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
@@ -265,7 +276,8 @@ def test_fid_default_features_are_the_shapes_classifier():
 # -- the authors' variant (X-Diffusion ssim.py) -----------------------------------------------------------------
 
 
-def reference_maps(a: torch.Tensor, b: torch.Tensor, kernel_size: int, sigma: float, L: float, mode: str, variant: str) -> dict:
+def reference_maps(a: torch.Tensor, b: torch.Tensor, kernel_size: int, sigma: float, L: float, mode: str,
+                   variant: str) -> dict:
     """A straightforward float64 re-implementation with scipy.ndimage.correlate, one channel at a time.
 
     ``mode``: "constant" (zero padding, the authors) or "mirror" (torch's reflect).  Returns channel-mean maps
@@ -280,14 +292,16 @@ def reference_maps(a: torch.Tensor, b: torch.Tensor, kernel_size: int, sigma: fl
     for ai, bi in zip(a.double().numpy(), b.double().numpy()):
         per_channel: dict[str, list] = {"structure": [], "ssim": []}
         for x1, x2 in zip(ai, bi):
-            f = lambda img: scipy.ndimage.correlate(img, window, mode=mode, cval=0.0)  # noqa: E731
+            f = lambda img: scipy.ndimage.correlate(img, window, mode=mode, cval=0.0)
             mu1, mu2 = f(x1), f(x2)
             v1, v2, v12 = f(x1 * x1) - mu1**2, f(x2 * x2) - mu2**2, f(x1 * x2) - mu1 * mu2
             if variant == "authors":
                 per_channel["structure"].append((2 * v12 + c3) / (np.sqrt(v1) * np.sqrt(v2) + c3))
-                per_channel["ssim"].append((2 * mu1 * mu2 + c1) * (2 * v12 + c2) / ((mu1**2 + mu2**2 + c1) * (v1 + v2 + c2)))
+                per_channel["ssim"].append((2 * mu1 * mu2 + c1) * (2 * v12 + c2)
+                                           / ((mu1**2 + mu2**2 + c1) * (v1 + v2 + c2)))
             else:
-                per_channel["structure"].append((v12 + c3) / (np.sqrt(np.clip(v1, 0, None) * np.clip(v2, 0, None)) + c3))
+                per_channel["structure"].append((v12 + c3)
+                                                / (np.sqrt(np.clip(v1, 0, None) * np.clip(v2, 0, None)) + c3))
         for name, values in per_channel.items():
             if values:
                 maps[name].append(np.mean(values, axis=0))
@@ -305,7 +319,8 @@ def test_authors_structure_by_hand():
     a = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
     a[0, 0, 1, 1] = 1.0
     b = -a / 2
-    m = torch.tensor([[0.094742, 0.118318, 0.094742], [0.118318, 0.147761, 0.118318], [0.094742, 0.118318, 0.094742]], dtype=torch.float64)
+    m = torch.tensor([[0.094742, 0.118318, 0.094742], [0.118318, 0.147761, 0.118318], [0.094742, 0.118318, 0.094742]],
+                     dtype=torch.float64)
     v = m - m**2
     expected = (-v + 0.00045) / (v / 2 + 0.00045)
     got = Structure(variant="authors", kernel_size=3).map(a, b)[0]
@@ -334,13 +349,15 @@ def test_textbook_terms_honour_the_kernel_size():
     b = (a + noise(a.shape, 15, 0.2)).clamp(0, 1)
     for k in (15, 11, 7):
         ref = reference_maps(a, b, k, 1.5, 1.0, "mirror", "textbook")["structure"]
-        torch.testing.assert_close(Structure(kernel_size=k, data_range=1.0).map(a.double(), b.double()), ref, atol=1e-9, rtol=0)
+        torch.testing.assert_close(Structure(kernel_size=k, data_range=1.0).map(a.double(), b.double()), ref,
+                                   atol=1e-9, rtol=0)
     assert Structure().kernel_size == 11 and Structure(sigma=2.0).kernel_size == 15 and SSIM().kernel_size == 11
     assert Structure(variant="authors").kernel_size == 15  # the authors' SSIM(15, ...)
 
 
 def test_authors_terms_properties():
-    """Their structure term of an item with itself is (2 var + C3) / (var + C3) in [1, 2); symmetric; contrast = structure."""
+    """Their structure term of an item with itself is (2 var + C3) / (var + C3) in [1, 2); symmetric; contrast =
+    structure."""
     x = smooth()
     s, c = Structure(variant="authors"), Contrast(variant="authors")
     same = s.map(x, x)

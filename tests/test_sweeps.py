@@ -1,6 +1,7 @@
 """Sweeps a researcher can publish from: resumable after kill -9, the same rows on one or two devices, the submitit
 launcher, and a report at the end."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,8 +9,8 @@ import sys
 import time
 
 import pandas as pd
-
-from conftest import ROOT, run_cli
+import pytest
+from conftest import ROOT, run_cli, run_job
 
 SWEEP = ("-m", "pipeline=evaluate", "model=tiny", "logger=none", "schedule.num_steps=3", "explainer.steps=[1,2]",
          "data.prompts=[a red circle and a blue square, a green triangle]", "explainer=cam,random,cross_attention")
@@ -19,6 +20,8 @@ def results(sweep) -> dict[str, pd.DataFrame]:
     return {job: pd.read_parquet(sweep / job / "results.parquet") for job in ("0", "1", "2")}
 
 
+@pytest.mark.slow  # fast cousins: test_reliability.py::test_an_interrupted_run_resumes_... (a job's resume from its
+# shards) and test_reliability.py::test_a_sweep_runs_its_valid_jobs_... (a re-run sweep does nothing for finished jobs)
 def test_a_killed_sweep_resumes_with_the_same_command_to_the_same_results(tmp_path):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *SWEEP, f"hydra.sweep.dir={killed}"], cwd=ROOT,
@@ -46,22 +49,30 @@ def test_a_killed_sweep_resumes_with_the_same_command_to_the_same_results(tmp_pa
 
 
 def test_ddp_on_two_cpu_processes_gives_the_rows_of_one(tmp_path):
+    """The default suite's one DDP test (the others are slow: test_cli.py::test_ddp_splits_prompts_over_ranks_and_...,
+    test_reliability.py::test_ddp_with_fewer_items_than_ranks_finishes): prompts split over 2 CPU ranks, merged once by
+    rank 0 in the prompts' order, and the rows those of one process."""
+    prompts = ["a red circle", "a blue square", "a green triangle"]
     args = ("pipeline=evaluate", "model=tiny", "logger=none", "schedule.num_steps=3", "explainer=cam",
-            "explainer.steps=[2]", "data.prompts=[a red circle, a blue square, a green triangle]")
+            "explainer.steps=[2]", f"data.prompts=[{', '.join(prompts)}]")
     one, two = tmp_path / "one", tmp_path / "two"
-    assert run_cli(*args, f"hydra.run.dir={one}").returncode == 0
+    run_job(*args, out_dir=one)
     res = run_cli(*args, "runner=ddp", "runner.accelerator=cpu", "runner.devices=2", f"hydra.run.dir={two}")
     assert res.returncode == 0, res.stderr[-2000:]
+    info = json.loads((two / "run.json").read_text())
+    assert [it["prompt"] for it in info["items"]] == prompts
     key = ["prompt_id", "explainer", "metric", "step_index", "other_step", "x", "token", "stage"]
     a, b = (pd.read_parquet(d / "results.parquet").sort_values(key).reset_index(drop=True) for d in (one, two))
+    assert sorted(b.prompt.unique()) == sorted(prompts) and not b.duplicated().any()
     pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-5)
 
 
-def test_the_submitit_launcher_runs_a_two_job_sweep(tmp_path):
-    sweep = tmp_path / "sweep"
-    res = run_cli("-m", "hydra/launcher=local", "pipeline=generate", "model=tiny", "logger=none",
-                  "data.prompts=[a red circle]", "schedule.num_steps=2,3", f"hydra.sweep.dir={sweep}")
-    assert res.returncode == 0, res.stderr[-2000:]
-    steps = sorted(len(pd.read_parquet(sweep / job / "results.parquet").step_index.unique()) for job in ("0", "1"))
-    assert steps == [2, 3]
-    assert (sweep / "report.md").is_file()
+def test_the_submitit_launcher_runs_a_sweep_that_ends_with_its_report(finished_sweep):
+    sweep, explainers = finished_sweep
+    for job, explainer in enumerate(explainers):
+        df = pd.read_parquet(sweep / str(job) / "results.parquet")
+        assert json.loads((sweep / str(job) / "run.json").read_text())["choices"]["explainer"] == explainer
+        assert explainer in set(df.explainer) and not df.duplicated().any()
+    summary = pd.read_parquet(sweep / "summary.parquet")
+    assert set(summary.explainer) == set(explainers)
+    assert "## Failed jobs" not in (sweep / "report.md").read_text()

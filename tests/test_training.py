@@ -7,19 +7,19 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, cli_refusal, run_cli
 from diffusers import StableDiffusionPipeline
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import ROOT, run_cli
 from diffexplain.errors import UserError
 from diffexplain.models import DiffusionModel, load_pipeline
-from diffexplain.schedules import Uniform
-from diffexplain.world import COLOURS, render, sample_scene
-from diffexplain.world.classifier import classifier_features, load_classifier, split_label
 from diffexplain.pipelines.world_training.fidelity import eval_set, generate_samples, judge, rates
 from diffexplain.pipelines.world_training.grounding import WORD_POSITIONS, grounding_loss
 from diffexplain.pipelines.world_training.job import WorldTraining, read_checkpoint
+from diffexplain.schedules import Uniform
+from diffexplain.world import COLOURS, render, sample_scene
+from diffexplain.world.classifier import classifier_features, load_classifier, split_label
 
 SHAPES_SD, SHAPES_CLASSIFIER = ROOT / "models" / "shapes-sd", ROOT / "models" / "shapes-classifier"
 SMOKE = {  # tiny sizes: every stage 20 steps
@@ -43,6 +43,11 @@ def overrides(prefix: str, cfg: dict) -> list[str]:
     return out
 
 
+# a training, even at smoke size, is slow; its fast cousins: test_train_world_config_and_bad_keys (the job's config and
+# refusals) and test_a_pickled_checkpoint_is_refused (checkpoints are read without unpickling code)
+TRAINS = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """``python run.py pipeline=train_world`` at smoke size: (models dir, run dir)."""
@@ -53,9 +58,11 @@ def smoke(tmp_path_factory):
     return root / "models", root / "run"
 
 
+@TRAINS
 def test_smoke_training_saves_a_loadable_pipeline_classifier_and_card(smoke):
     models, run = smoke
-    for pipe in (load_pipeline(str(models / "shapes-sd")), StableDiffusionPipeline.from_pretrained(models / "shapes-sd")):
+    for pipe in (load_pipeline(str(models / "shapes-sd")),
+                 StableDiffusionPipeline.from_pretrained(models / "shapes-sd")):
         assert isinstance(pipe, StableDiffusionPipeline)
         image = pipe("a red circle and a blue square", num_inference_steps=2, output_type="np").images
         assert image.shape == (1, 32, 32, 3)
@@ -72,6 +79,7 @@ def test_smoke_training_saves_a_loadable_pipeline_classifier_and_card(smoke):
     assert set(summary["fidelity"]) >= {"colour", "shape", "both_present"}
 
 
+@TRAINS
 def test_saved_denoiser_is_the_weight_average_not_the_last_weights(smoke):
     models, _ = smoke
     ckpt = torch.load(models / "shapes-sd" / "checkpoints" / "denoiser" / "last.ckpt", weights_only=True)
@@ -81,11 +89,15 @@ def test_saved_denoiser_is_the_weight_average_not_the_last_weights(smoke):
     assert not torch.allclose(unet[name], ckpt["current_model_state"][f"unet.{name}"])
 
 
-def test_checkpoints_load_without_unpickling_code(smoke, tmp_path):
+@TRAINS
+def test_checkpoints_load_without_unpickling_code(smoke):
     models, _ = smoke
     for stage in ("vae", "classifier", "denoiser"):
         ckpt = torch.load(models / "shapes-sd" / "checkpoints" / stage / "last.ckpt", weights_only=True)
         assert ckpt["global_step"] == 20 and len(ckpt["stage"]["losses"]) == 20
+
+
+def test_a_pickled_checkpoint_is_refused(tmp_path):
     unsafe = tmp_path / "last.ckpt"
     torch.save({"global_step": 3, "config": UserError("k", 1, "x")}, unsafe)  # an arbitrary pickled object
     with pytest.raises(UserError, match="pipeline.resume"):
@@ -107,6 +119,7 @@ def test_grounding_loss_is_zero_inside_the_masks_and_one_outside():
     assert grounding_loss(probs, masks, torch.tensor([True, False])).item() == 0  # the dropped prompt is ignored
 
 
+@TRAINS
 def test_resume_continues_each_stage_from_its_last_checkpoint(smoke, tmp_path):
     models, _ = smoke
     shutil.copytree(models, tmp_path / "models")
@@ -118,7 +131,7 @@ def test_resume_continues_each_stage_from_its_last_checkpoint(smoke, tmp_path):
         assert [step for step, _ in summary["losses"][stage]] == list(range(1, 31))
 
 
-def test_train_world_config_and_bad_keys():
+def test_train_world_config_and_bad_keys(tmp_path, capsys):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["pipeline=train_world"])
     job = instantiate(cfg.pipeline)
@@ -130,8 +143,9 @@ def test_train_world_config_and_bad_keys():
         WorldTraining("a", "b", denoiser={"steps": 100, "ema_start": 100})
     with pytest.raises(UserError, match="pipeline.denoiser.prediction_type"):
         WorldTraining("a", "b", denoiser={"prediction_type": "sample"})
-    res = run_cli("pipeline=train_world", "logger=none", "pipeline.denoiser.steps=0")
-    assert res.returncode == 2 and res.stderr.strip().splitlines()[-1].startswith("error: pipeline.denoiser")
+    line = cli_refusal("pipeline=train_world", "logger=none", "pipeline.denoiser.steps=0", out_dir=tmp_path / "run",
+                       capsys=capsys)
+    assert line.startswith("error: pipeline.denoiser"), line
 
 
 def test_shipped_classifier_names_drawn_scenes():
@@ -145,8 +159,8 @@ def test_shipped_classifier_names_drawn_scenes():
     assert classifier_features(SHAPES_CLASSIFIER)(x[:2]).shape[2:] == (16, 16)
 
 
-def test_shipped_pipeline_generates_the_prompted_colours():
-    model = DiffusionModel.from_pretrained(str(SHAPES_SD), scheduler="dpm_solver", guidance_scale=5.0)
+def test_shipped_pipeline_generates_the_prompted_colours(shapes):
+    model = shapes
     trajectory = model.generate("a red circle and a blue square", seed=0, schedule=Uniform(20))
     image = model.decode(trajectory.latents[-1:])
     assert image.shape == (1, 3, 32, 32) and 0 <= image.min() <= image.max() <= 1

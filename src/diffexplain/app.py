@@ -107,6 +107,14 @@ def run(cfg: DictConfig) -> Path:
         log.info("nothing to do: %s already holds this job's results", out_dir)
         return out_dir
     sweep = sweep_dir()
+    twin = writer.twin(sweep) if sweep is not None else None
+    if twin is not None:  # a finished job of this sweep has this job's results: take them, compute nothing
+        name = twin[0].relative_to(sweep).as_posix()
+        if not is_child_rank():
+            writer.reuse(*twin, name=name)
+        job = out_dir.resolve().relative_to(sweep.resolve()).as_posix()
+        log.info("job %s: same results as job %s (%s); reused", job, name, writer.why_same(twin[1]))
+        return out_dir
     if sweep is not None and hasattr(pipeline, "use_cache"):
         pipeline.use_cache(sweep / ".cache", config)
     model = instantiate(cfg[pipeline.model_key])
@@ -114,7 +122,8 @@ def run(cfg: DictConfig) -> Path:
     run_info.update(pipeline.describe())
     data.skip(done)
     logger = _build_logger(cfg, out_dir, pipeline.name, config)
-    trainer = instantiate(cfg.runner, logger=logger, callbacks=[writer], inference_mode=False,
+    trainer = instantiate(cfg.runner, logger=logger, inference_mode=False,
+                          callbacks=[writer, *map(instantiate, cfg.runner.get("callbacks") or [])],
                           use_distributed_sampler=False, enable_checkpointing=False, enable_model_summary=False,
                           default_root_dir=str(out_dir))
     try:

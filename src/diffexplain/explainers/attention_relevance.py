@@ -17,15 +17,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from diffexplain.models.attention_capture import CrossAttentionRecorder, on_grid
-from diffexplain.explainers.gradient_targets import check_target, step_target
 from diffexplain.explainers.cross_attention import CrossAttentionExplainer
+from diffexplain.explainers.gradient_targets import check_target, step_target
 from diffexplain.explainers.words import word_spans
+from diffexplain.models.attention_capture import CrossAttentionRecorder, on_grid
 
 
 class AttentionRelevanceExplainer(CrossAttentionExplainer):
     name = "attention_relevance"
     per_token = True
+    uses_similarity = classmethod(lambda cls, config: config.get("target") == "similarity")  # see Explainer
 
     def __init__(self, model, similarity=None, target: str = "noise_sum", steps=None, seed: int = 0,
                  roles_file: str | None = None):

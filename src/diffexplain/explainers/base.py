@@ -11,6 +11,10 @@ from diffexplain.models import DiffusionModel, Trajectory
 from diffexplain.similarity import Similarity
 
 
+def no_progress(units: float) -> None:
+    """The default :attr:`Explainer.progress`: nobody is listening."""
+
+
 class Explainer:
     """Explain chosen steps of a trajectory: ``explain(trajectory, steps) -> Tensor[len(steps), h, w]``.
 
@@ -21,6 +25,10 @@ class Explainer:
 
     name = "explainer"
     per_token = False
+    #: Called with the explained steps' worth of work done (fractions within a step), like Captum's
+    #: ``show_progress``; the caller (the pipeline) sets it to drive a progress bar. The default does nothing.
+    progress = staticmethod(no_progress)
+    _reported = 0.0
 
     def __init__(self, model: DiffusionModel, similarity: Similarity | None = None, steps=None, seed: int = 0):
         self.model = model
@@ -28,13 +36,32 @@ class Explainer:
         self.steps = steps
         self.seed = int(seed)
 
+    @classmethod
+    def uses_similarity(cls, config: dict) -> bool:
+        """Whether ``similarity=`` can change this explainer's maps, given its config node (``explainer.*``; an
+        instance's attributes carry the same names). When it cannot, the similarity is no part of a job's results:
+        the result fingerprint (resume, reuse within a sweep) and the rows leave it out."""
+        return True
+
     def describe(self) -> dict:
         """What this explainer resolved from its config (e.g. DF-CAM's module names), recorded in ``run.json``."""
         return {}
 
     def explain(self, trajectory: Trajectory, steps: list[int] | None = None) -> torch.Tensor:
         steps = trajectory.check_steps(self.steps if steps is None else steps)
-        return torch.stack([self.explain_step(trajectory, i) for i in steps])
+        maps = []
+        for i in steps:
+            self._reported = 0.0
+            maps.append(self.explain_step(trajectory, i))
+            self.report(1.0 - self._reported)  # what the step did not report itself
+        return torch.stack(maps)
+
+    def report(self, fraction: float) -> None:
+        """Tell :attr:`progress` that ``fraction`` of one explained step's work is done. Long steps call it as they go
+        (DF-RISE after each mask batch); :meth:`explain` reports whatever a step left, so each step counts 1."""
+        if fraction > 1e-6:
+            self._reported += fraction
+            self.progress(fraction)
 
     def explain_step(self, trajectory: Trajectory, i: int) -> torch.Tensor:
         raise NotImplementedError

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import torch
 
-from diffexplain.models.attention_capture import CrossAttentionRecorder
 from diffexplain.explainers.base import Explainer
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.token_roles import load_roles, roles_for
+from diffexplain.models.attention_capture import CrossAttentionRecorder
 
 
 class CrossAttentionExplainer(Explainer):
     name = "cross_attention"
     per_token = True
+    uses_similarity = classmethod(lambda cls, config: False)  # see Explainer
 
     def __init__(self, model, similarity=None, steps=None, seed: int = 0, roles_file: str | None = None):
         super().__init__(model, similarity, steps, seed)

@@ -9,6 +9,7 @@ from diffexplain.explainers.base import Explainer
 
 class RandomExplainer(Explainer):
     name = "random"
+    uses_similarity = classmethod(lambda cls, config: False)  # see Explainer
 
     def explain_step(self, trajectory, i: int) -> torch.Tensor:
         _, h, w = trajectory.latents.shape[1:]

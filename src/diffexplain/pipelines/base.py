@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from diffexplain.config.options import X0_STEPS
 from diffexplain.errors import ResultError, check
 from diffexplain.items import PromptItem
 from diffexplain.models import DiffusionModel, Trajectory
 from diffexplain.reporting.figures import image_row
 from diffexplain.reporting.tables import COLUMNS
 from diffexplain.schedules import Schedule
-
-X0_STEPS = ("explained", "all", "none")
 
 
 @dataclass
@@ -77,10 +76,18 @@ class Pipeline:
     name = "pipeline"
     model_key = "model"
     columns = COLUMNS
+    #: Called with units of work done as an item goes (set by the runner's bar, diffexplain.runner.progress).
+    progress = staticmethod(lambda units: None)
 
     def __init__(self, schedule: Schedule | None = None, x0_steps: str = "explained"):
         check(x0_steps in X0_STEPS, "output.x0_steps", x0_steps, f"one of {list(X0_STEPS)}")
         self.schedule, self.x0_steps = schedule, x0_steps
+
+    @classmethod
+    def unused(cls, config: dict) -> set[str]:
+        """Top-level config nodes this job's results do not depend on, given its resolved config (a plain dict; called
+        before anything loads). The result fingerprint leaves them out, with their copies in the ``pipeline`` node."""
+        return set()
 
     def setup(self, model) -> None:
         """Bind the job to its loaded model (build the explainer, resolve the steps) and check the configuration against
@@ -89,6 +96,15 @@ class Pipeline:
     def describe(self) -> dict:
         """What this job resolved from its config, recorded in ``run.json``."""
         return {}
+
+    def work_units(self) -> int:
+        """About how many units of work one item takes, for the runner's progress bar (its total is items × units,
+        corrected by what items really report); a pipeline that reports nothing moves the bar once per item."""
+        return 1
+
+    def report(self, units: float = 1) -> None:
+        """Tell the runner's progress bar that ``units`` more of the current item's work is done."""
+        self.progress(units)
 
     def process(self, model, item) -> ItemOutput:
         start = time.perf_counter()
@@ -143,4 +159,5 @@ def x0_grid(item: PromptItem, images: dict, timesteps: list[int], fig_dir: Path)
     steps = sorted(int(k.rsplit("/", 1)[1]) for k in images if k.startswith(f"{pid}/x0/"))
     imgs = [as_float(images[f"{pid}/x0/{i}"]) for i in steps] + [as_float(images[f"{pid}/final"])]
     titles = [f"i={i} t={timesteps[i]}" for i in steps] + ["final"]
-    return image_row(imgs, titles, fig_dir / f"{pid}_x0.png", suptitle=f"{item.prompt!r} seed {item.seed}: x0-prediction")
+    return image_row(imgs, titles, fig_dir / f"{pid}_x0.png",
+                     suptitle=f"{item.prompt!r} seed {item.seed}: x0-prediction")

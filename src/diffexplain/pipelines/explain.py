@@ -4,6 +4,11 @@ Per item: generate once, explain the steps, keep the maps (``heatmaps.npz``), an
 Shapes grammar score each map against the objects segmented from the final image (rows ``saliency_inside``,
 ``saliency_outside``, ``pointing_game``, ``iou_topk``, ``mass_inside`` and the chance levels ``area_share``,
 ``iou_chance``; per-token maps against their own word's object).
+
+Sampled maps (DF-RISE, GradientSHAP) also get their Monte-Carlo reliability per step — ``mc_reliability``, the
+split-half Spearman–Brown reliability (:mod:`diffexplain.metrics.reliability`) — and the number of draws used
+(``n_masks_used`` / ``n_samples_used``), read from the explainer's ``last_stats``. A deterministic map (DF-CAM,
+attention, Integrated Gradients, occlusion) has reliability 1 by construction and gets no such row.
 """
 
 from __future__ import annotations
@@ -14,17 +19,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 
 from diffexplain.errors import UserError
+from diffexplain.items import PromptItem
+from diffexplain.metrics.localisation import (
+    area_share,
+    chance_iou,
+    inside_outside,
+    mask_to_grid,
+    mass_inside,
+    pointing_game,
+    top_k_iou,
+)
+from diffexplain.metrics.token_roles import attention_shares, role_shares
 from diffexplain.models import DiffusionModel
 from diffexplain.models.diffusion import resolve_steps
-from diffexplain.metrics.localisation import (area_share, chance_iou, inside_outside, mask_to_grid, mass_inside,
-                                              pointing_game, top_k_iou)
-from diffexplain.metrics.token_roles import attention_shares, role_shares
 from diffexplain.pipelines.base import ItemOutput, Pipeline, as_float
 from diffexplain.reporting.figures import image_row
 from diffexplain.reporting.tables import row
-from diffexplain.items import PromptItem
 
 
 def ground_truth(prompt: str, final_image: np.ndarray) -> dict[str, np.ndarray] | None:
@@ -47,6 +60,18 @@ def truth_mask(truth: dict | None, word: str | None, shape: tuple[int, int]) -> 
     return mask if mask.any() and not mask.all() else None
 
 
+class _Reporting:
+    """An explainer factory whose explainers report their progress to the pipeline (:meth:`Pipeline.report`)."""
+
+    def __init__(self, make, pipeline: Pipeline):
+        self.make, self.pipeline = make, pipeline
+
+    def __call__(self, *args, **kwargs):
+        explainer = self.make(*args, **kwargs)
+        explainer.progress = self.pipeline.report
+        return explainer
+
+
 class ExplainPipeline(Pipeline):
     name = "explain"
 
@@ -55,8 +80,23 @@ class ExplainPipeline(Pipeline):
         self.make_explainer, self.similarity = explainer, similarity
         self.explainer, self.steps, self.num_steps = None, None, None
 
+    @classmethod
+    def unused(cls, config: dict) -> set[str]:
+        """``evaluate`` (only ``pipeline=evaluate`` plays the games), and ``similarity`` where the explainer cannot use
+        it (:meth:`Explainer.uses_similarity`)."""
+        node = (config.get("pipeline") or {}).get("explainer") or config.get("explainer") or {}
+        try:
+            uses = get_class(node["_target_"]).uses_similarity(node)
+        except Exception:
+            uses = True
+        return {"evaluate"} if uses else {"evaluate", "similarity"}
+
     def setup(self, model: DiffusionModel) -> None:
+        if not isinstance(self.make_explainer, _Reporting):  # every explainer the job builds drives the bar
+            self.make_explainer = _Reporting(self.make_explainer, self)
         self.explainer = self.make_explainer(model=model, similarity=self.similarity)
+        if not self.explainer.uses_similarity(vars(self.explainer)):
+            self.similarity = None  # no part of the results: the rows name none
         self.num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
         self.steps = resolve_steps(self.explainer.steps, self.num_steps)
 
@@ -66,12 +106,18 @@ class ExplainPipeline(Pipeline):
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
         return self.explain_item(model, item)[1]
 
+    def work_units(self) -> int:
+        """Progress units per item: the trajectory (1) and one per explained step (DF-RISE: in mask batches)."""
+        return 1 + len(self.steps)
+
     def explain_item(self, model: DiffusionModel, item: PromptItem):
         """Generate, explain and score one item: ``(trajectory, output, maps [S, K, h, w], truth masks or None)``
         (K = 1 for explainers without words)."""
         traj, out, _ = self.generate(model, item, self.steps)
+        self.report(1)
         ex, pid, steps = self.explainer, item.prompt_id, self.steps
         maps = ex.explain(traj, steps).float()
+        stats = {i: dict(v) for i, v in (getattr(ex, "last_stats", None) or {}).items()}  # sampled maps only
         words = ex.words(traj) if ex.per_token else [None]
         if not ex.per_token:
             maps = maps[:, None]
@@ -85,6 +131,8 @@ class ExplainPipeline(Pipeline):
                 out.heatmaps[key] = maps[k, w].numpy().astype(np.float32)
                 for metric, value in self.localisation(maps[k, w], truth, word):
                     out.rows.append(row(item, metric, value, i, t, ex.name, sim, word))
+            out.rows += [row(item, metric, value, i, t, ex.name, sim) for metric, value in stats.get(i, {}).items()
+                         if math.isfinite(value)]
             if ex.per_token:
                 shares = attention_shares(maps[k], words)
                 out.rows += [row(item, "attention_share", v, i, t, ex.name, sim, w) for w, v in shares.items()]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
+from diffexplain.items import PromptItem
 from diffexplain.models import DiffusionModel
 from diffexplain.pipelines.base import ItemOutput, Pipeline
 from diffexplain.reporting.tables import row
-from diffexplain.items import PromptItem
 from diffexplain.similarity import SSIM, Cosine
 
 
@@ -16,6 +15,7 @@ class GeneratePipeline(Pipeline):
     Every step is "explained" here: ``output.x0_steps=explained`` keeps all x0-predictions (``none`` keeps none)."""
 
     name = "generate"
+    unused = classmethod(lambda cls, config: {"explainer", "similarity", "evaluate"})  # see Pipeline
 
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
         traj, out, _ = self.generate(model, item)

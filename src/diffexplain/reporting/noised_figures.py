@@ -8,9 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from diffexplain.reporting.figures import colour_bar, normalised, wrap
 
 MAX_PANELS = 16
 
@@ -19,7 +21,8 @@ def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
@@ -90,9 +93,11 @@ def outline_plot(outline: pd.DataFrame, path: Path) -> Path:
 
 def attribution_grid(noised: list[np.ndarray], maps: dict[str, list[np.ndarray]], titles: list[str], path: Path,
                      suptitle: str = "") -> Path:
-    """The noised images (top row) and one row per method with its maps overlaid on them; images HWC in [0, 1]."""
+    """The noised images (top row) and one row per method with its maps overlaid on them (each min-max scaled, one
+    colour bar); images HWC in [0, 1]."""
     rows, cols = 1 + len(maps), len(noised)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 0.8, 1.6 * rows + 0.4), squeeze=False)
+    width = 1.6 * cols + 1.6
+    fig, axes = plt.subplots(rows, cols, figsize=(width, 1.6 * rows + 0.6), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -102,11 +107,13 @@ def attribution_grid(noised: list[np.ndarray], maps: dict[str, list[np.ndarray]]
         axes[0, j].set_title(titles[j], fontsize=7)
         for i, overlays in enumerate(maps.values(), start=1):
             axes[i, j].imshow(np.clip(img, 0, 1), interpolation="nearest")
-            axes[i, j].imshow(overlays[j], cmap="jet", alpha=0.55, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-                              interpolation="bilinear")
+            axes[i, j].imshow(normalised(overlays[j]), cmap="jet", alpha=0.55, vmin=0, vmax=1,
+                              extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
     axes[0, 0].set_ylabel("noised", fontsize=7)
     for i, method in enumerate(maps, start=1):
         axes[i, 0].set_ylabel(method.replace("_", " "), fontsize=7)
+    if maps:
+        colour_bar(fig, axes, "attribution (min–max per map)")
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        fig.suptitle(wrap(suptitle, width - 0.2, 9), fontsize=9)
     return _save(fig, path)

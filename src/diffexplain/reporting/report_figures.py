@@ -7,14 +7,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-from diffexplain import io  # noqa: E402
-from diffexplain.reporting.figures import overlay  # noqa: E402
-from diffexplain.reporting.plots import game_curves, save  # noqa: E402
+from diffexplain import io
+from diffexplain.reporting.figures import colour_bar, overlay, wrap
+from diffexplain.reporting.plots import game_curves, save
 
 
 def draw(jobs, summary: pd.DataFrame, cross: pd.DataFrame | None, rows: pd.DataFrame, fig_dir: Path) -> list[Path]:
@@ -25,8 +25,11 @@ def draw(jobs, summary: pd.DataFrame, cross: pd.DataFrame | None, rows: pd.DataF
                 paths.append(similarity_ablation(sub, fig_dir / f"similarity_ablation_{explainer}.png"))
     curves = rows[rows.metric.isin(["deletion_curve", "insertion_curve"])] if not rows.empty else rows
     if not curves.empty:
-        labelled = curves.assign(explainer=np.where(curves.explainer.astype(str) == "random", "random",
-                                                    curves.label.astype(str)))
+        # each configuration's own map under its label, and the random baseline the jobs share (the other controls
+        # are in each job's figures)
+        own = curves.explainer.astype(str) == curves.job.map({j.name: _explainer(j) for j in jobs}).astype(str)
+        shown = curves[own | (curves.explainer.astype(str) == "random")]
+        labelled = shown.assign(explainer=np.where(own[shown.index], shown.label.astype(str), "random"))
         paths.append(game_curves(labelled.drop_duplicates(["explainer", "prompt_id", "seed", "step_index", "metric",
                                                            "x"]), fig_dir / "deletion_insertion.png"))
     grid = heatmap_grid(jobs, fig_dir / "heatmaps.png")
@@ -35,6 +38,11 @@ def draw(jobs, summary: pd.DataFrame, cross: pd.DataFrame | None, rows: pd.DataF
     if cross is not None and not cross.empty:
         paths.append(correlation_matrix(cross[cross.method == "spearman"], fig_dir / "cross_explainer.png"))
     return paths
+
+
+def _explainer(job) -> str | None:
+    """The name of the explainer a job ran (``run.json``), else its ``explainer`` choice."""
+    return (job.info.get("explainer") or {}).get("name") or job.info.get("choices", {}).get("explainer")
 
 
 def similarity_ablation(summary: pd.DataFrame, path: Path) -> Path:
@@ -51,7 +59,8 @@ def similarity_ablation(summary: pd.DataFrame, path: Path) -> Path:
         for k, phase in enumerate(phases):
             sel = df[df.phase == phase].set_index(df[df.phase == phase][key].astype(str)).reindex(sims)
             mean = sel[f"{game}_auc"].to_numpy(float)
-            err = np.vstack([mean - sel[f"{game}_ci_low"].to_numpy(float), sel[f"{game}_ci_high"].to_numpy(float) - mean])
+            err = np.vstack([mean - sel[f"{game}_ci_low"].to_numpy(float),
+                             sel[f"{game}_ci_high"].to_numpy(float) - mean])
             ax.bar(np.arange(len(sims)) + k * width, mean, width, yerr=np.nan_to_num(err), capsize=2, label=phase)
         ax.set_xticks(np.arange(len(sims)) + width * (len(phases) - 1) / 2, sims, rotation=30, ha="right")
         better = "lower" if game == "deletion" else "higher"
@@ -96,9 +105,14 @@ def heatmap_grid(jobs, path: Path, max_steps: int = 6) -> Path | None:
             rows.append((job.label, maps))
     steps = sorted(set().union(*[m.keys() for _, m in rows]))[:max_steps]
     final = images.get(f"{pid}/final")
-    fig, axes = plt.subplots(len(rows), len(steps), figsize=(1.7 * len(steps) + 1.5, 1.7 * len(rows) + 0.5),
-                             squeeze=False)
+    width = 1.7 * len(steps) + 2.4
+    fig, grid = plt.subplots(len(rows), len(steps) + 1, figsize=(width, 1.7 * len(rows) + 0.7), squeeze=False,
+                             layout="constrained", width_ratios=[0.6] + [1] * len(steps))
+    axes = grid[:, 1:]
     for r, (label, maps) in enumerate(rows):
+        grid[r, 0].axis("off")  # the row's label, inside the figure whatever its length
+        grid[r, 0].text(1.0, 0.5, wrap(label, 0.9, 7), fontsize=7, ha="right", va="center",
+                        transform=grid[r, 0].transAxes)
         for c, step in enumerate(steps):
             ax = axes[r, c]
             ax.axis("off")
@@ -107,12 +121,10 @@ def heatmap_grid(jobs, path: Path, max_steps: int = 6) -> Path | None:
                 ax.imshow(overlay(base, maps[step]))
             if r == 0:
                 ax.set_title(f"step {step}", fontsize=7)
-            if c == 0:
-                ax.text(-0.05, 0.5, label, transform=ax.transAxes, ha="right", va="center", fontsize=7)
+    colour_bar(fig, axes)
     prompt = next((j.info.get("items") for j in jobs if j.info.get("items")), [{}])
     prompt = next((it.get("prompt") for it in prompt if it.get("prompt_id") == pid), pid)
-    fig.suptitle(f"{prompt!r}: every configuration's maps", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(wrap(f"{prompt!r}: every configuration's maps", width - 0.2, 9), fontsize=9)
     return save(fig, path)
 
 

@@ -7,6 +7,10 @@ finished). A re-run in the same directory resumes: it checks that the config tha
 items are done, rank 0 streams the shards one by one into ``results.parquet`` (+ ``results.csv`` when small),
 ``heatmaps.npz``, ``images/`` and ``figures/``, writes ``run.json`` last (the run's completion mark) and removes the
 shards; memory holds one item at a time, plus the job's summary rows (per-point curves reduced to mean curves).
+
+In a sweep, a job whose fingerprint and items equal those of a finished job of the same sweep (its *twin*, e.g. DF-CAM
+with another ``similarity=`` it does not use) computes nothing: :meth:`OutputWriter.reuse` hard-links (or copies) the
+twin's files and writes a ``run.json`` of its own config naming the twin (``"reused": "<job>"``).
 """
 
 from __future__ import annotations
@@ -25,18 +29,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from diffexplain import io
+from diffexplain.config.options import HEATMAP_DTYPES
 from diffexplain.errors import UserError, check, shorten
 from diffexplain.pipelines.base import ItemOutput, Pipeline
 from diffexplain.reporting.figures import overlay
 from diffexplain.reporting.tables import CURVE_METRICS, CurveMeans, to_frame
-from diffexplain.runner.resume import RESUME, differing_keys, fingerprint
+from diffexplain.runner.resume import NOT_RESULTS, RESUME, differing_keys, fingerprint, flatten, unused
 from diffexplain.runner.wandb_log import log_job
 
 log = logging.getLogger(__name__)
 CSV_MAX_ROWS = 100_000
-HEATMAP_DTYPES = ("float32", "float16")
 OUTPUTS = ("results.parquet", "results.csv", "heatmaps.npz", "images", "figures", "tables", "run.json", ".partial",
            "wandb")
+REUSED = ("results.parquet", "results.csv", "heatmaps.npz", "images", "figures", "tables")  # what a twin's reuse takes
 
 
 class OutputOptions:
@@ -85,7 +90,8 @@ class OutputWriter(L.Callback):
                 old = io.read_json(saved)
             except ValueError:
                 old = None
-            changed = differing_keys(old, self.config) if isinstance(old, dict) else ["(unreadable .partial/config.json)"]
+            changed = (differing_keys(old, self.config) if isinstance(old, dict)
+                       else ["(unreadable .partial/config.json)"])
             if changed:
                 raise UserError("hydra.run.dir", str(self.out_dir), "it holds unfinished items of another config "
                                 f"(differs in {shorten(', '.join(changed), 200)}); rerun with resume=overwrite, or "
@@ -127,9 +133,66 @@ class OutputWriter(L.Callback):
             io.read_npz(shard / "heatmaps.npz")
         except FileNotFoundError as e:
             return f"{Path(e.filename).name} missing"
-        except Exception as e:  # noqa: BLE001  (any unreadable file means: recompute)
+        except Exception as e:
             return f"{type(e).__name__}: {shorten(str(e), 80)}"
         return None
+
+    # -- reuse within a sweep ---------------------------------------------------------------------
+    def twin(self, sweep: Path) -> tuple[Path, dict] | None:
+        """The first finished job of the sweep (in job order) with this job's fingerprint and items, with its
+        ``run.json``; None if there is none. Jobs sit at this job's depth under ``sweep`` (``hydra.sweep.subdir``)."""
+        try:
+            rel = self.out_dir.resolve().relative_to(Path(sweep).resolve())
+        except ValueError:
+            return None
+        if not rel.parts:
+            return None
+        ids = [it.item_id for it in self.items]
+        found = Path(sweep).glob("/".join(["*"] * len(rel.parts)) + "/run.json")
+        for run_json in sorted(found, key=lambda p: [(len(s), s) for s in p.parent.relative_to(sweep).parts]):
+            job = run_json.parent
+            if job.resolve() == self.out_dir.resolve() or any(s.startswith(".") for s in job.relative_to(sweep).parts):
+                continue
+            try:
+                info = io.read_json(run_json)
+            except (OSError, ValueError):
+                continue
+            if (isinstance(info, dict) and isinstance(info.get("config"), dict)
+                    and [it.get("item_id", it.get("prompt_id")) for it in info.get("items", [])] == ids
+                    and fingerprint(info["config"]) == self.fingerprint):
+                return job, info
+        return None
+
+    def reuse(self, twin: Path, info: dict, name: str) -> None:
+        """Make this job's outputs those of its finished ``twin`` (``info``: its ``run.json``): its result files
+        hard-linked (or copied), then ``run.json`` with this job's own config, choices and versions, the twin's
+        record of what it computed, and ``"reused": name``. Nothing is computed or logged."""
+        for what in (*REUSED, ".partial"):
+            path = self.out_dir / what
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        for what in REUSED:
+            src = twin / what
+            for f in sorted(src.rglob("*")) if src.is_dir() else [src]:
+                if f.is_file():
+                    _link(f, self.out_dir / f.relative_to(twin))
+        own = dict(info, **self.run_info, config=self.config, fingerprint=self.fingerprint, unused=unused(self.config),
+                   reused=name)
+        own["wall_seconds"] = {"job": round(time.time() - self.start, 3), "items": 0.0}
+        io.write_json(self.out_dir / "run.json", own)
+
+    def why_same(self, info: dict) -> str:
+        """What differs between this job's config and a twin's (``info``: its ``run.json``) that its results do not
+        depend on: changed choices (``similarity=cosine vs ssim``), else the changed top-level nodes."""
+        mine, theirs = self.run_info.get("choices", {}), info.get("choices", {})
+        changed = [f"{k}={mine.get(k)} vs {theirs.get(k)}" for k in sorted(set(mine) | set(theirs))
+                   if mine.get(k) != theirs.get(k)]
+        if not changed:
+            a, b = flatten(info.get("config") or {}), flatten(self.config)
+            changed = sorted({k.split(".")[0] for k in set(a) | set(b) if a.get(k) != b.get(k)} - NOT_RESULTS)
+        return f"{', '.join(changed) or 'the same config'}: unused by its results"
 
     # -- one item ---------------------------------------------------------------------------------
     def save(self, out: ItemOutput) -> None:
@@ -138,7 +201,8 @@ class OutputWriter(L.Callback):
         tmp = Path(tempfile.mkdtemp(dir=self.partial, prefix=f".{out.item.item_id}."))
         try:
             to_frame(out.rows, self.pipeline.columns).to_parquet(tmp / "rows.parquet", index=False)
-            io.write_npz(tmp / "heatmaps.npz", {k: v.astype(self.options.heatmap_dtype) for k, v in out.heatmaps.items()})
+            io.write_npz(tmp / "heatmaps.npz",
+                         {k: v.astype(self.options.heatmap_dtype) for k, v in out.heatmaps.items()})
             for key, image in out.images.items():
                 quality = None if key.endswith("/final") else self.options.x0_quality
                 io.write_image(tmp / "images" / f"{key}{io.IMAGE_SUFFIX}", image, quality)
@@ -208,7 +272,7 @@ class OutputWriter(L.Callback):
         for name, table in tables.items():  # job-level summaries (also logged to W&B) are kept as files too
             with io.atomic_path(self.out_dir / "tables" / f"{name}.csv") as tmp:
                 table.to_csv(tmp, index=False)
-        info = dict(self.run_info, config=self.config, fingerprint=self.fingerprint)
+        info = dict(self.run_info, config=self.config, fingerprint=self.fingerprint, unused=unused(self.config))
         info.update(
             timesteps=items_info[0]["timesteps"] if items_info else [],
             items=items_info,
@@ -228,12 +292,18 @@ class OutputWriter(L.Callback):
         for src in shard_images.rglob(f"*{io.IMAGE_SUFFIX}"):
             dst = self.out_dir / "images" / src.relative_to(shard_images)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.exists():
-                dst.unlink()
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
+            _link(src, dst)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy where links are impossible), replacing ``dst``."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def heatmap_previews(out: ItemOutput, max_maps: int = 12) -> list[tuple[np.ndarray, str]]:
