@@ -1,9 +1,10 @@
-"""pipeline=evaluate on the embedded model: the rows, tables and figures a researcher reads, and bad evaluate.* values."""
+"""pipeline=evaluate on the embedded model: the rows, tables and figures a researcher reads, and bad evaluate.*
+values."""
 
 import pandas as pd
 import pytest
+from conftest import cli_refusal, run_job
 
-from conftest import run_cli
 from diffexplain.io import load_run
 from diffexplain.reporting import evaluation
 
@@ -13,9 +14,7 @@ PROMPT = "data.prompts=[a red circle and a blue square]"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("evaluate") / "run"
-    res = run_cli("explainer=cam", "explainer.steps=[5,15]", PROMPT, "evaluate.sanity=true", "logger=none",
-                  f"hydra.run.dir={out}")
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_job("explainer=cam", "explainer.steps=[5,15]", PROMPT, "evaluate.sanity=true", "logger=none", out_dir=out)
     return load_run(out)
 
 
@@ -24,7 +23,7 @@ def test_rows_of_every_measure(run):
     for metric in ("deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve", "pointing_game",
                    "iou_topk", "mass_inside", "area_share", "step_spearman", "step_pearson", "sanity_rho"):
         assert (df.metric == metric).any(), metric
-    assert set(df[df.metric.str.endswith("_auc")].explainer) == {"cam", "random"}
+    assert set(df[df.metric.str.endswith("_auc")].explainer) == {"cam", "random", "magnitude", "edges", "randomised"}
     curve = df[(df.metric == "deletion_curve") & (df.explainer == "cam") & (df.step_index == 15)]
     assert curve.x.tolist() == pytest.approx([k / 16 for k in range(17)])
     steps = df[df.metric == "step_spearman"]
@@ -50,7 +49,6 @@ def test_tables_and_figures(run):
                                            ("evaluate.similarity=l2", "evaluate.similarity"),
                                            ("evaluate.protocol=paper evaluate.similarity=ssim", "evaluate.similarity"),
                                            ("evaluate.sanity=maybe", "evaluate.sanity")])
-def test_bad_evaluate_values_are_one_line_exit_2(override, key, tmp_path):
-    res = run_cli(*override.split(), "logger=none", f"hydra.run.dir={tmp_path / 'run'}")
-    lines = [x for x in res.stderr.splitlines() if x.strip()]
-    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {key}="), lines
+def test_bad_evaluate_values_are_one_line_exit_2(override, key, tmp_path, capsys):
+    line = cli_refusal(*override.split(), "logger=none", out_dir=tmp_path / "run", capsys=capsys)
+    assert line.startswith(f"error: {key}="), line

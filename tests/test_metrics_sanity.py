@@ -45,7 +45,8 @@ def test_stages_run_from_the_output_side_and_cover_every_parameter_once(tiny):
 
 
 def sdxl_like_unet():
-    """A small UNet with SDXL's features: added text/time embeddings, linear projections, transformer depth per block."""
+    """A small UNet with SDXL's features: added text/time embeddings, linear projections, transformer depth per
+    block."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return UNet2DConditionModel(
@@ -93,7 +94,7 @@ def test_the_cascade_is_cumulative_seeded_and_never_touches_the_model(tiny):
             assert torch.equal(w, original[n]) != randomised, (name, n)
     assert torch.equal(torch.get_rng_state(), rng), "the caller's RNG is untouched"
     assert all(torch.equal(v, before[k]) for k, v in tiny.unet.state_dict().items()), "the original bitwise unchanged"
-    final = lambda seed: list(cascading_randomisation(tiny, seed))[-1][1].unet.state_dict()  # noqa: E731
+    final = lambda seed: list(cascading_randomisation(tiny, seed))[-1][1].unet.state_dict()
     a, b, c = final(3), final(3), final(4)
     assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
 

@@ -1,6 +1,7 @@
 """Never a traceback, never a silent wrong result, never code execution: the error contract, resume and sweeps."""
 
 import json
+import logging
 import os
 import pickle
 import signal
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, cli_refusal, hydra_job, run_cli, run_job
 
-from conftest import ROOT, run_cli
 from diffexplain.errors import ResultError
 from diffexplain.items import PromptItem, make_prompt_id
 from diffexplain.models import tiny_model
@@ -31,54 +32,7 @@ def one_error_line(res) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def bad_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bad")
-    (d / "prompts.json").write_text('["a red circle",\n  "a blue square"\n')  # unterminated list, line 2
-    (d / "roles.json").write_text('{"a red circle": {"red": "colour",}}')
-    (d / "a_file").write_text("not a directory")
-    locked = d / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    return d
-
-
-CASES = {  # overrides -> what the one line must contain
-    "explainer.p=abc": "explainer.p='abc' is invalid",
-    "model.guidance_scale=abc": "model.guidance_scale='abc' is invalid",
-    "model.guidance_scale=1e30": "model.guidance_scale=1e+30 is invalid",
-    "model.guidance_scale=inf": "model.guidance_scale=inf is invalid",
-    "data.num_prompts=abc": "data.num_prompts='abc' is invalid",
-    "data.seeds=abc": "data.seeds='abc' is invalid",
-    "data.seeds=[99999999999999999999]": "data.seeds=[99999999999999999999] is invalid",
-    "data.negative_prompt=123": "data.negative_prompt=123 is invalid",
-    "data.prompt_file={d}/prompts.json": "line 3",
-    "explainer=cross_attention explainer.roles_file={d}/roles.json": "line 1",
-    "runner=gpu": "runner.accelerator='gpu' is invalid",
-    "data=coco_captions": "data.prompt_file='???' is invalid: required for data=coco_captions",
-    "explainer=nope": "explainer=nope is not a choice; one of [",
-    "explainer.n_mask=3": "explainer.n_mask is not a config key; nearest: explainer.n_masks",
-    "+explainer.n_mask=3": "not a key of explainer=rise; nearest: explainer.n_masks",
-    "schedule=exp_late model.scheduler=dpm_solver schedule.num_steps=900 schedule.lam=0": "schedule.num_steps=900 is invalid: with schedule.lam=0",
-    "hydra.run.dir={d}/a_file": "cannot create the output directory",
-    "hydra.run.dir=/proc/diffexplain": "cannot create the output directory",
-    "resume=maybe": "resume='maybe' is invalid",
-}
-if os.geteuid() != 0:  # root writes anywhere
-    CASES["hydra.run.dir={d}/locked/run"] = "cannot create the output directory"
-
-
-@pytest.mark.parametrize("overrides", list(CASES))
-def test_every_user_error_is_one_line_exit_2_and_leaves_nothing(overrides, bad_files, tmp_path):
-    out = tmp_path / "run"
-    args = [a.format(d=bad_files) for a in overrides.split()]
-    if not any(a.startswith("hydra.run.dir") for a in args):
-        args.append(f"hydra.run.dir={out}")
-    start = time.perf_counter()
-    line = one_error_line(run_cli("model=tiny", "logger=none", *args))
-    assert CASES[overrides] in line and len(line) < 500, line
-    assert not out.exists()
-    print(f"{overrides}: {time.perf_counter() - start:.1f} s")
+# The refusals (one line, exit 2, nothing left behind) are in test_refusals.py.
 
 
 def test_a_non_finite_latent_stops_the_item_naming_the_step_and_the_cause():
@@ -100,10 +54,10 @@ class Payload:
         return (os.system, (f"touch {os.environ['PAYLOAD_MARK']}",))
 
 
-def test_a_crafted_shard_runs_no_code_and_is_recomputed(tmp_path, monkeypatch):
+def test_a_crafted_shard_runs_no_code_and_is_recomputed(tmp_path, monkeypatch, caplog):
     out, mark = tmp_path / "run", tmp_path / "pwned"
     monkeypatch.setenv("PAYLOAD_MARK", str(mark))
-    assert run_cli(*TINY, f"hydra.run.dir={out}").returncode == 0
+    run_job(*TINY, out_dir=out)
     # turn the finished run back into an interrupted one whose only shard carries a pickle payload
     info = json.loads((out / "run.json").read_text())
     pid = info["items"][0]["prompt_id"]
@@ -116,12 +70,64 @@ def test_a_crafted_shard_runs_no_code_and_is_recomputed(tmp_path, monkeypatch):
     (shard / "meta.json").write_text(json.dumps({"item": {}, "timesteps": info["timesteps"], "seconds": 1.0,
                                                  "fingerprint": info["fingerprint"]}))
     (out / ".partial" / f"{pid}.pkl").write_bytes(pickle.dumps(Payload()))  # the old shard format
-    res = run_cli(*TINY, f"hydra.run.dir={out}")
-    assert res.returncode == 0, res.stderr[-2000:]
+    with caplog.at_level(logging.INFO, logger="diffexplain"):
+        run_job(*TINY, out_dir=out)
     assert not mark.exists(), "a saved file ran code"
-    assert "recomputing it" in res.stdout + res.stderr
+    assert "recomputing it" in caplog.text
     assert "evil" not in np.load(out / "heatmaps.npz").files
     assert (out / "run.json").is_file()
+
+
+class Interrupted(Exception):
+    """Stands in for kill -9 in-process: the job stops right after its first item's shard is saved."""
+
+
+def interrupt_after_first_item(monkeypatch, out: Path, *args: str) -> Path:
+    """Run the job in-process, stop it when the second batch starts; returns the first item's shard."""
+    from diffexplain.runner.module import ExplainModule
+
+    predict_step = ExplainModule.predict_step
+
+    def stop_at_the_second_batch(self, batch, batch_idx):
+        if batch_idx >= 1:
+            raise Interrupted
+        return predict_step(self, batch, batch_idx)
+
+    with monkeypatch.context() as m:
+        m.setattr(ExplainModule, "predict_step", stop_at_the_second_batch)
+        with pytest.raises(Interrupted):
+            run_job(*args, out_dir=out)
+    assert not (out / "run.json").exists()
+    (first,) = [p.parent for p in (out / ".partial").glob("*/meta.json")]
+    return first
+
+
+def test_an_interrupted_run_resumes_checking_the_config_keeping_finished_items_and_ends_equal(tmp_path, monkeypatch,
+                                                                                              capsys, caplog):
+    """The fast cousin of the kill -9 test below: the same checks on a run stopped in-process after its first item."""
+    args = ("pipeline=generate", "model=tiny", "logger=none", "schedule.num_steps=4",
+            "data.prompts=[a red circle, a blue square, a green triangle]")
+    out, reference = tmp_path / "stopped", tmp_path / "reference"
+    first = interrupt_after_first_item(monkeypatch, out, *args)
+
+    line = cli_refusal(*args[:-2], "schedule.num_steps=5", args[-1], out_dir=out, capsys=capsys)
+    assert "another config (differs in schedule.num_steps)" in line and first.is_dir()
+
+    rows = pd.read_parquet(first / "rows.parquet")
+    rows.loc[rows.index[0], "value"] = 123.0  # a marker: a finished item must not be recomputed
+    rows.to_parquet(first / "rows.parquet")
+    run_job(*args, out_dir=out)
+    run_job(*args, out_dir=reference)
+    resumed, full = pd.read_parquet(out / "results.parquet"), pd.read_parquet(reference / "results.parquet")
+    assert (resumed.value == 123.0).sum() == 1 and len(resumed) == len(full)
+    keep = resumed.value != 123.0
+    pd.testing.assert_frame_equal(resumed[keep].reset_index(drop=True), full[keep].reset_index(drop=True))
+
+    with caplog.at_level(logging.INFO, logger="diffexplain"):
+        run_job(*args, out_dir=out)
+    assert "nothing to do" in caplog.text
+    run_job(*args, "resume=overwrite", out_dir=out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), full)
 
 
 def kill_after_first_item(out: Path, *args: str) -> None:
@@ -138,6 +144,7 @@ def kill_after_first_item(out: Path, *args: str) -> None:
         proc.wait()
 
 
+@pytest.mark.slow  # fast cousin: test_an_interrupted_run_resumes_checking_the_config_keeping_finished_items_...
 def test_kill_9_then_resume_checks_the_config_keeps_finished_items_and_ends_bitwise_equal(tmp_path):
     args = ("pipeline=generate", "model=tiny", "logger=none", "schedule.num_steps=40",
             "data.prompts=[a red circle, a blue square, a green triangle]")
@@ -178,6 +185,18 @@ def test_a_sweep_runs_its_valid_jobs_and_ends_with_one_line_naming_the_failed(tm
     assert again.returncode == 2 and f"nothing to do: {sweep / '1'}" in again.stdout, "a finished job was recomputed"
 
 
+def test_two_sweeps_composed_together_get_two_directories():
+    """The fast cousin of the concurrent-sweeps test below: the sweep directory's name is unique to the moment."""
+    dirs = []
+    for _ in range(2):
+        with hydra_job(*TINY) as _cfg:
+            from hydra.core.hydra_config import HydraConfig
+
+            dirs.append(HydraConfig.get().sweep.dir)
+    assert dirs[0] != dirs[1], dirs
+
+
+@pytest.mark.slow  # fast cousin: test_two_sweeps_composed_together_get_two_directories
 def test_two_sweeps_started_together_never_share_a_directory(tmp_path):
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", "pipeline=generate", *TINY, f"paths.log_dir={tmp_path}"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
@@ -186,6 +205,7 @@ def test_two_sweeps_started_together_never_share_a_directory(tmp_path):
     assert len(runs) == 2
 
 
+@pytest.mark.slow  # the default suite's DDP test: test_sweeps.py::test_ddp_on_two_cpu_processes_gives_the_rows_of_one
 def test_ddp_with_fewer_items_than_ranks_finishes(tmp_path):
     out = tmp_path / "run"
     res = run_cli("pipeline=generate", *TINY, "runner=ddp", "runner.accelerator=cpu", "runner.devices=3",
@@ -194,9 +214,3 @@ def test_ddp_with_fewer_items_than_ranks_finishes(tmp_path):
     df = pd.read_parquet(out / "results.parquet")
     assert df.prompt.unique().tolist() == ["a red circle"] and len(df) == 2 * 2
     assert torch.isfinite(torch.tensor(df.value.to_numpy())).all()
-
-
-def test_a_schedule_the_scheduler_cannot_take_is_refused_before_the_model_loads(tmp_path):
-    line = one_error_line(run_cli("schedule=exp_late", "model.scheduler=ddim", "logger=none",
-                                  f"hydra.run.dir={tmp_path / 'run'}"))
-    assert "model.scheduler='ddim' is invalid: a scheduler that takes custom timesteps (schedule=exp_late" in line

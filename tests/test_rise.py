@@ -3,7 +3,6 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import run_cli
 from diffexplain.errors import UserError
 from diffexplain.explainers import RISE
 from diffexplain.models import DiffusionModel
@@ -55,7 +54,7 @@ def test_map_highlights_the_region_the_outcome_depends_on(tiny, traj):
 @pytest.mark.parametrize("target", ["paper", "next_latent", "x0", "final"])
 @pytest.mark.parametrize("masks", ["pixel", "grid"])
 def test_every_target_and_mask_kind_gives_finite_deterministic_maps(tiny, traj, target, masks):
-    make = lambda: RISE(tiny, SSIM(), masks=masks, target=target, n_masks=16, batch_size=8, seed=1)  # noqa: E731
+    make = lambda: RISE(tiny, SSIM(), masks=masks, target=target, n_masks=16, batch_size=8, seed=1)
     a, b = make().explain(traj, [0, 3]), make().explain(traj, [0, 3])
     assert a.shape == (2, 8, 8) and torch.isfinite(a).all()
     assert torch.equal(a, b)
@@ -82,7 +81,8 @@ def test_grid_masks_are_in_unit_range_with_mean_p(tiny):
 
 
 @pytest.mark.parametrize("kwargs, key", [({"n_masks": 0}, "explainer.n_masks"), ({"p": 1.5}, "explainer.p"),
-                                         ({"target": "noise"}, "explainer.target"), ({"masks": "x"}, "explainer.masks")])
+                                         ({"target": "noise"}, "explainer.target"),
+                                         ({"masks": "x"}, "explainer.masks")])
 def test_invalid_parameters_raise_user_errors(tiny, kwargs, key):
     with pytest.raises(UserError, match=key):
         RISE(tiny, SSIM(), **kwargs)
@@ -90,16 +90,7 @@ def test_invalid_parameters_raise_user_errors(tiny, kwargs, key):
         RISE(tiny, SingleImageFID(), score="map")
 
 
-def test_cli_rejects_bad_values_with_one_line_and_exit_2(tmp_path):
-    cases = {"explainer.n_masks=0": "explainer.n_masks=0", "explainer.p=1.5": "explainer.p=1.5",
-             "explainer.steps=[7]": "explainer.steps=7", "explainer.target=noise": "explainer.target='noise'"}
-    for n, (override, expected) in enumerate(cases.items()):
-        out = tmp_path / f"case{n}"
-        res = run_cli("pipeline=explain", "model=tiny", "schedule.num_steps=4", "logger=none", override,
-                      f"hydra.run.dir={out}")
-        lines = [x for x in res.stderr.splitlines() if x.strip()]
-        assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {expected} is invalid"), lines
-        assert not out.exists()
+# the command line's refusals of bad explainer.* values: test_refusals.py (pipeline=explain cases)
 
 
 def test_centring_removes_the_mean_score_times_the_mask_counts(tiny, traj):
@@ -129,7 +120,7 @@ class Coverage(Cosine):
 def test_the_coverage_estimator_removes_a_score_that_only_counts_the_kept_pixels(tiny, traj, masks):
     model = region_model(tiny, torch.ones(1, 1, 8, 8))
     ones = dataclasses.replace(traj, latents=torch.ones_like(traj.latents))
-    make = lambda estimator: RISE(model, Coverage(), target="output", masks=masks, n_masks=64,  # noqa: E731
+    make = lambda estimator: RISE(model, Coverage(), target="output", masks=masks, n_masks=64,
                                   estimator=estimator).explain(ones, [1])[0]
     assert make("coverage").abs().max() < 1e-5
     assert make("centred").abs().max() > 1e-3, "centring alone keeps the coverage's sampling noise"

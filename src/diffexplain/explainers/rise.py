@@ -13,6 +13,12 @@ the same t, score the outcome against the unmasked outcome with a similarity S, 
 
 Map scores (``score=map``) are handled per pixel. Masks are streamed in batches, so memory does not grow with N.
 
+Monte-Carlo reliability: the even and the odd masks of every batch also fill two half-sums, whose maps are
+correlated (Spearman) and corrected to the full map's length (Spearman–Brown, :mod:`diffexplain.metrics.reliability`)
+— no extra UNet evaluation. ``n_masks=auto`` draws batches until that reliability reaches ``min_reliability`` or
+``max_masks`` masks are used. Per explained step, :attr:`RISE.last_stats` holds ``{"mc_reliability",
+"n_masks_used"}`` (read by the pipelines; the explainer itself writes nothing).
+
 Targets (what "outcome" means):
 - ``paper``: the masked noise prediction vs the unmasked next latent z_{t−1} — the authors' code; it compares
   unlike quantities and is kept to reproduce their figures.
@@ -30,25 +36,32 @@ import math
 import torch
 import torch.nn.functional as F
 
+from diffexplain.config.options import RISE_ESTIMATORS as ESTIMATORS
+from diffexplain.config.options import RISE_MASKS as MASKS
+from diffexplain.config.options import RISE_SCORES as SCORES
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
+from diffexplain.metrics.reliability import MAX_MASKS, MIN_RELIABILITY, split_half_reliability
 from diffexplain.models.outcomes import TARGETS, Outcome
-MASKS = ("pixel", "grid")
-SCORES = ("scalar", "map")
-ESTIMATORS = ("rise", "centred", "coverage")
 
 
 class RISE(Explainer):
     name = "rise"
+    sampled = True  # its map is a Monte-Carlo estimate (another seed, another map): see last_stats
 
-    def __init__(self, model, similarity, masks: str = "pixel", n_masks: int = 256, p: float = 0.5,
+    def __init__(self, model, similarity, masks: str = "pixel", n_masks: int | str = 256, p: float = 0.5,
                  grid_size: int = 4, batch_size: int = 64, target: str = "output", score: str = "scalar",
-                 estimator: str = "centred", steps=None, seed: int = 0):
+                 estimator: str = "centred", steps=None, seed: int = 0, min_reliability: float = MIN_RELIABILITY,
+                 max_masks: int = MAX_MASKS):
         super().__init__(model, similarity, steps, seed)
         check_in("explainer.masks", masks, MASKS)
         check_in("explainer.target", target, TARGETS)
         check_in("explainer.score", score, SCORES)
-        check(isinstance(n_masks, int) and n_masks >= 1, "explainer.n_masks", n_masks, "an integer >= 1")
+        check(n_masks == "auto" or (isinstance(n_masks, int) and not isinstance(n_masks, bool) and n_masks >= 1),
+              "explainer.n_masks", n_masks, "an integer >= 1 or auto (until explainer.min_reliability)")
+        check(isinstance(min_reliability, (int, float)) and 0 < min_reliability < 1, "explainer.min_reliability",
+              min_reliability, "a number in (0, 1)")
+        check(isinstance(max_masks, int) and max_masks >= 2, "explainer.max_masks", max_masks, "an integer >= 2")
         check(0 < p < 1, "explainer.p", p, "a probability in (0, 1)")
         check(isinstance(batch_size, int) and batch_size >= 1, "explainer.batch_size", batch_size, "an integer >= 1")
         check(isinstance(grid_size, int) and grid_size >= 1, "explainer.grid_size", grid_size, "an integer >= 1")
@@ -57,6 +70,8 @@ class RISE(Explainer):
         self.masks, self.n_masks, self.p, self.grid_size = masks, n_masks, p, grid_size
         check_in("explainer.estimator", estimator, ESTIMATORS)
         self.batch_size, self.target, self.score, self.estimator = batch_size, target, score, estimator
+        self.min_reliability, self.max_masks = float(min_reliability), max_masks
+        self.last_stats: dict[int, dict[str, float]] = {}  # step → {"mc_reliability", "n_masks_used"}
 
     # -- masks ------------------------------------------------------------------------------------
     def sample_masks(self, n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -93,10 +108,30 @@ class RISE(Explainer):
         z = trajectory.latents[i: i + 1].to(self.model.device, torch.float32)
         reference = outcome.reference().float()
         acc = _Sums((h, w), self.model.device)
-        for start in range(0, self.n_masks, self.batch_size):
-            masks = self.sample_masks(min(self.batch_size, self.n_masks - start), h, w, g).to(self.model.device)
-            acc.add(self.scores(outcome(z * masks.to(z.dtype)).float(), reference, masks), masks)
-        return (acc.saliency(self.estimator) / (self.n_masks * self.p)).cpu()
+        halves = (_Sums((h, w), self.model.device), _Sums((h, w), self.model.device))  # even / odd masks
+        auto = self.n_masks == "auto"
+        total = self.max_masks if auto else self.n_masks
+        reliability = float("nan")
+        for start in range(0, total, self.batch_size):
+            masks = self.sample_masks(min(self.batch_size, total - start), h, w, g).to(self.model.device)
+            scores = self.scores(outcome(z * masks.to(z.dtype)).float(), reference, masks)
+            acc.add(scores, masks)
+            self.report(len(masks) / total)  # progress (a no-op unless the caller listens)
+            for k, half in enumerate(halves):
+                if len(masks[k::2]):
+                    half.add(scores[k::2], masks[k::2])
+            if auto or acc.n == total:
+                reliability = self.reliability(*halves)
+                if auto and reliability >= self.min_reliability:
+                    break
+        self.last_stats[i] = {"mc_reliability": reliability, "n_masks_used": float(acc.n)}
+        return (acc.saliency(self.estimator) / (acc.n * self.p)).cpu()
+
+    def reliability(self, a: _Sums, b: _Sums) -> float:
+        """Split-half reliability of the map from the two half-sums (NaN while a half is empty or flat)."""
+        if a.n < 2 or b.n < 2:
+            return float("nan")
+        return split_half_reliability(a.saliency(self.estimator).cpu(), b.saliency(self.estimator).cpu())
 
 
 class _Sums:

@@ -4,8 +4,9 @@ Latent pixels (all channels together) are ranked by a saliency map, high first (
 generator). For ``n_points`` pixel counts k_j = round(j·P / (n_points − 1)), j = 0 … n_points − 1 (P = h·w pixels,
 groups of equal size when n_points − 1 divides P):
 
-- deletion: z_t with its k most salient pixels replaced by a substrate (zeros | blur | mean);
-- insertion: the blurred z_t (Gaussian, 11 taps, σ 5) with its k most salient pixels restored to z_t.
+- deletion: z_t with its k most salient pixels replaced by a substrate (zeros | blur | mean | renoise);
+- insertion: the blurred z_t (Gaussian, 11 taps, σ 5) with its k most salient pixels restored to z_t; with the
+  ``renoise`` substrate, the fully re-noised latent (fresh noise at the step's noise level, ``noise``) instead.
 
 Each perturbed latent goes through the step's :class:`~diffexplain.models.outcomes.Outcome` (one guided UNet
 evaluation + scheduler step / x0 / rollout) and is scored against the unperturbed outcome:
@@ -28,9 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffexplain.config.options import SUBSTRATES
 from diffexplain.errors import check
 from diffexplain.metrics.ranking import pixel_ranks
-from diffexplain.metrics.substrates import SUBSTRATES, blur, substrate as make_substrate
+from diffexplain.metrics.substrates import blur
+from diffexplain.metrics.substrates import substrate as make_substrate
 
 GAMES = ("deletion", "insertion")
 YS = ("similarity", "distance")
@@ -99,14 +102,15 @@ def pixel_counts(n_pixels: int, n_points: int) -> np.ndarray:
 def play_games(outcome, similarity, maps: dict[str, torch.Tensor], games: Iterable[str] = GAMES,
                n_points: int = 17, substrate: str = "zeros", generator: torch.Generator | None = None,
                batch_size: int = 64, y: str = "similarity",
-               latent: torch.Tensor | None = None) -> dict[str, dict[str, Curve]]:
+               latent: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict[str, dict[str, Curve]]:
     """Deletion/insertion curves of every map: ``{map name: {game: Curve}}``.
 
     ``outcome``: an :class:`~diffexplain.models.outcomes.Outcome` (``outcome(latents) -> [N, ...]``,
     ``outcome.reference()``); ``similarity(a, b) -> [B]`` (``y="distance"``: ``similarity.distance``);
     ``maps``: saliency maps [h, w] on the latent grid; ``latent``: z_t [C, h, w] (default: the outcome's
     trajectory's latent at its step); ``generator``: CPU generator breaking ties in the pixel order, used by the
-    maps in order (None = seed 0).
+    maps in order (None = seed 0); ``noise``: the pure-noise latent [C, h, w] of the step for
+    ``substrate="renoise"`` (:meth:`~diffexplain.models.DiffusionModel.noise_latent`; the same for every map).
     """
     games = tuple(games)
     check(len(games) > 0 and set(games) <= set(GAMES), "games", list(games), f"a non-empty subset of {list(GAMES)}")
@@ -126,8 +130,8 @@ def play_games(outcome, similarity, maps: dict[str, torch.Tensor], games: Iterab
     ranks = {name: pixel_ranks(m, generator).to(z.device) for name, m in maps.items()}
 
     # Each game moves from a start latent (k = 0) to an end latent (k = P); the top-k pixels take the end's values.
-    sources = {"z": z, "blur": blur(z), substrate: make_substrate(z, substrate)}
-    ends = {"deletion": ("z", substrate), "insertion": ("blur", "z")}
+    sources = {"z": z, "blur": blur(z), substrate: make_substrate(z, substrate, noise=noise)}
+    ends = {"deletion": ("z", substrate), "insertion": ("renoise" if substrate == "renoise" else "blur", "z")}
     slots: dict[tuple[str, str], list[int]] = {}
     jobs: dict[object, int] = {}
     for name in maps:

@@ -13,6 +13,12 @@ UNets keep: Kaiming-uniform convs and linears, norms at weight 1 and bias 0) on 
 RNG seeded from (seed, module path) inside ``torch.random.fork_rng`` — the same weights on every device and dtype,
 the caller's RNG untouched. Parameters held by modules without ``reset_parameters`` are drawn from N(0, σ²),
 σ the trained parameter's standard deviation.
+
+How alike two maps are (:func:`map_similarity`, ``evaluate.sanity_similarity``, as Quantus offers): ``spearman``
+(the default), ``abs_spearman`` (of |maps|, as Adebayo et al. also report for signed maps) or ``ssim`` (SSIM between
+the min-max normalised maps, Gaussian window σ 1.5). The verdict line (:data:`diffexplain.config.options.SANITY_LINE`,
+ρ 0.3) was set for Spearman. A sampled map's ρ can never exceed its noise floor — the similarity between two
+independent draws of the trained model's map — so the pipeline reports both.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ import hashlib
 from collections.abc import Iterator
 
 import torch
+from torchmetrics.functional.image import structural_similarity_index_measure
 
+from diffexplain.config.options import SANITY_SIMILARITIES
+from diffexplain.errors import check
 from diffexplain.metrics.correlation import spearman
 
 REST = "conv_in_and_embeddings"
@@ -86,3 +95,24 @@ def sanity_rho(trained: torch.Tensor, randomised: torch.Tensor, absolute: bool =
     if absolute:
         trained, randomised = trained.abs(), randomised.abs()
     return spearman(trained, randomised)
+
+
+def _unit(m: torch.Tensor) -> torch.Tensor | None:
+    m = torch.as_tensor(m).detach().double().cpu()
+    span = m.max() - m.min()
+    return (m - m.min()) / span if span > 0 else None
+
+
+def map_similarity(a, b, kind: str = "spearman") -> float:
+    """How alike two maps [h, w] are: ``spearman``, ``abs_spearman`` or ``ssim`` of the min-max normalised maps (data
+    range 1, Gaussian window σ 1.5 cut to the grid). NaN when a map is constant."""
+    check(kind in SANITY_SIMILARITIES, "evaluate.sanity_similarity", kind, f"one of {list(SANITY_SIMILARITIES)}")
+    if kind != "ssim":
+        return sanity_rho(torch.as_tensor(a), torch.as_tensor(b), absolute=kind == "abs_spearman")
+    a, b = _unit(a), _unit(b)
+    if a is None or b is None:
+        return float("nan")
+    side = min(a.shape[-2:])
+    size = min(11, side - 1 if side % 2 == 0 else side)
+    return float(structural_similarity_index_measure(a[None, None], b[None, None], data_range=1.0,
+                                                     kernel_size=size, sigma=1.5))

@@ -229,6 +229,18 @@ class DiffusionModel:
                              f"{type(self.scheduler).__name__} generated")
         return c, c * c
 
+    def noise_latent(self, trajectory: Trajectory, i: int, generator: torch.Generator) -> torch.Tensor:
+        """The pure-noise latent at row ``i`` [C, h, w] (float32, on the model's device): the noise part of z_i with
+        the clean signal removed, on the latents' own scale. The UNet input c·z = √ᾱ·x0 + √(1−ᾱ)·ε, so the noise
+        part in latent units is √(1−ᾱ)·ε / c (√(1−ᾱ)·ε for variance-preserving schedulers, σ·ε in sigma space);
+        ε ~ N(0, I) is drawn from ``generator`` (CPU) so a seed gives the same noise on every device."""
+        if trajectory.input_scales is not None and trajectory.alpha_bars is not None:
+            c, alpha_bar = float(trajectory.input_scales[i]), float(trajectory.alpha_bars[i])
+        else:
+            c, alpha_bar = self.noise_level(trajectory.timesteps[i])
+        eps = torch.randn(tuple(trajectory.latents.shape[1:]), generator=generator, dtype=torch.float32)
+        return (eps * (max(1.0 - alpha_bar, 0.0) ** 0.5 / c)).to(self.device)
+
     def unet_halves(self, latents: torch.Tensor, t, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
         """One batched UNet call on the guidance batch [latents; latents] [2N, C, h, w] at timestep ``t``.
 

@@ -11,10 +11,20 @@ every job that shares the item):
 - step correlations: ``step_spearman``/``step_pearson`` between every pair of explained steps (second step in
   ``other_step``) and ``truth_spearman`` of each map with the prompted objects;
 - with ``evaluate.sanity=true``, the model-parameter randomisation test (Adebayo et al., 2018): the explainer re-run
-  on UNets re-initialised cumulatively from the output side, rows ``sanity_rho`` (cascade stage in ``stage``).
+  on UNets re-initialised cumulatively from the output side, rows ``sanity_rho`` (cascade stage in ``stage``; the
+  similarity is ``evaluate.sanity_similarity``), and its noise floor ``sanity_floor``: the same similarity between
+  two independent draws of the trained model's map (the explainer re-run with seed + 1; 1 for deterministic maps).
 
-Job-level tables (AUC with bootstrap CIs and the paired comparison with ``random``, localisation, sanity) and figures
-are drawn from the rows (:mod:`diffexplain.reporting.evaluation`).
+Controls (``evaluate.controls``, :mod:`diffexplain.metrics.controls`) play the same games on the same items, under
+their own ``explainer`` names: ``magnitude`` and ``edges`` — maps of z_t alone, cached per item like ``random`` —
+and ``randomised``: this explainer's map on the fully re-initialised UNet, played in the trained model's games
+(cached per item and explainer configuration; with the sanity check on, it is the cascade's last stage).
+``evaluate.substrate=renoise`` deletes into fresh noise at the step's noise level
+(:meth:`~diffexplain.models.DiffusionModel.noise_latent`, seeded per item and step).
+
+Job-level tables (AUC with bootstrap CIs and the paired comparison with ``random`` and each control, the verdict,
+localisation, Monte-Carlo reliability, sanity with CIs, noise floor and verdict) and figures are drawn from the rows
+(:mod:`diffexplain.reporting.evaluation`).
 """
 
 from __future__ import annotations
@@ -29,12 +39,22 @@ import pandas as pd
 import torch
 
 from diffexplain import io
+from diffexplain.config.options import (
+    CONTROLS,
+    INPUT_CONTROLS,
+    PROTOCOLS,
+    SANITY_SIMILARITIES,
+    SANITY_STAGES,
+    SUBSTRATES,
+)
+from diffexplain.config.options import EVALUATE_BASELINES as BASELINES
 from diffexplain.errors import check
 from diffexplain.explainers import RandomExplainer
 from diffexplain.items import PromptItem
+from diffexplain.metrics.controls import input_maps
 from diffexplain.metrics.correlation import mask_correlation, step_matrix
 from diffexplain.metrics.games import GAMES, play_games
-from diffexplain.metrics.sanity import cascading_randomisation, randomisation_stages, sanity_rho
+from diffexplain.metrics.sanity import cascading_randomisation, map_similarity, randomisation_stages
 from diffexplain.models import DiffusionModel
 from diffexplain.models.outcomes import TARGETS, Outcome
 from diffexplain.pipelines.base import ItemOutput
@@ -43,18 +63,14 @@ from diffexplain.reporting import evaluation
 from diffexplain.reporting.tables import row, to_frame
 from diffexplain.similarity import SIMILARITIES, Similarity
 
-PROTOCOLS = ("per_prompt", "paper")
-SUBSTRATES = ("zeros", "blur", "mean")
-BASELINES = ("random",)
-SANITY_STAGES = ("cascade", "full")
-
 
 class EvaluateOptions:
     """``evaluate.*`` (see conf/config.yaml)."""
 
     def __init__(self, target: str = "output", similarity: str | None = None, n_points: int = 17,
                  substrate: str = "zeros", batch_size: int = 64, baselines=("random",), protocol: str = "per_prompt",
-                 sanity: bool = False, sanity_stages: str = "cascade", bootstrap: int = 10_000):
+                 sanity: bool = False, sanity_stages: str = "cascade", bootstrap: int = 10_000,
+                 controls=CONTROLS, sanity_similarity: str = "spearman"):
         check(target in TARGETS, "evaluate.target", target, f"one of {list(TARGETS)}")
         check(similarity is None or similarity in SIMILARITIES, "evaluate.similarity", similarity,
               f"one of {list(SIMILARITIES)} or null (ssim; fid under evaluate.protocol=paper)")
@@ -70,6 +86,12 @@ class EvaluateOptions:
         check(isinstance(sanity, bool), "evaluate.sanity", sanity, "true or false")
         check(sanity_stages in SANITY_STAGES, "evaluate.sanity_stages", sanity_stages, f"one of {list(SANITY_STAGES)}")
         check(isinstance(bootstrap, int) and bootstrap >= 100, "evaluate.bootstrap", bootstrap, "an integer >= 100")
+        controls = [] if controls is None else [controls] if isinstance(controls, str) else list(controls)
+        check(all(c in CONTROLS for c in controls), "evaluate.controls", controls,
+              f"a list of {list(CONTROLS)} (or [] for none)")
+        check(sanity_similarity in SANITY_SIMILARITIES, "evaluate.sanity_similarity", sanity_similarity,
+              f"one of {list(SANITY_SIMILARITIES)}")
+        self.controls, self.sanity_similarity = tuple(dict.fromkeys(controls)), sanity_similarity
         self.target, self.n_points, self.substrate, self.batch_size = target, n_points, substrate, batch_size
         self.protocol, self.baselines, self.sanity, self.bootstrap = protocol, tuple(baselines), sanity, bootstrap
         self.sanity_stages = sanity_stages
@@ -101,18 +123,34 @@ class EvaluatePipeline(ExplainPipeline):
         self.yardstick = yardstick(self.options.similarity, models_dir)
         self.baselines: dict = {}
         self.cache: Path | None = None
+        self.explainer_cache: Path | None = None
+
+    @classmethod
+    def unused(cls, config: dict) -> set[str]:
+        return super().unused(config) - {"evaluate"}
 
     def setup(self, model: DiffusionModel) -> None:
         super().setup(model)
         self.baselines = {name: RandomExplainer(model, seed=self.explainer.seed) for name in self.options.baselines
                           if name != self.explainer.name}
 
+    def work_units(self) -> int:
+        """About how many progress units an item takes: ``explain``'s, the games of each step, and the explainer re-run
+        on randomised UNets (sanity stages, the randomised control, the noise floor's second draw). An estimate: the
+        runner's bar follows what the items really report."""
+        o = self.options
+        cascade = o.sanity and o.sanity_stages == "cascade"
+        stages = len(randomisation_stages(self.explainer.model.unet)) if cascade else 1
+        reruns = stages if o.sanity or "randomised" in o.controls else 0
+        reruns += 1 if o.sanity and is_sampled(self.explainer) else 0
+        return super().work_units() + len(self.steps) * (1 + reruns)
+
     def describe(self) -> dict:
         o = self.options
         return {**super().describe(), "evaluate": {
             "target": o.target, "similarity": self.yardstick.name, "y": o.y, "n_points": o.n_points,
             "substrate": o.substrate, "protocol": o.protocol, "baselines": list(self.baselines), "sanity": o.sanity,
-            "sanity_stages": o.sanity_stages}}
+            "sanity_stages": o.sanity_stages, "controls": list(o.controls), "sanity_similarity": o.sanity_similarity}}
 
     def use_cache(self, directory: Path, config: dict) -> None:
         """Share the baselines' rows between the jobs of a sweep: they depend on the item, the model, the schedule and
@@ -121,22 +159,38 @@ class EvaluatePipeline(ExplainPipeline):
         shared["negative_prompt"] = (config.get("data") or {}).get("negative_prompt")
         key = hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
         self.cache = Path(directory) / key
+        # the randomised-model control depends on the explainer too
+        own = {**shared, "explainer": config.get("explainer"), "similarity": config.get("similarity")}
+        key = hashlib.sha256(json.dumps(own, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.explainer_cache = Path(directory) / key
 
     # -- one item ---------------------------------------------------------------------------------
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
         traj, out, maps, truth = self.explain_item(model, item)
         ex, sim = self.explainer, self.similarity.name if self.similarity is not None else None
         summed = maps.sum(1)  # [S, h, w]: per-token explainers summed over words
-        pending = [b for b in self.baselines if not self._cached(item, b)]
-        base = {b: self.baselines[b].explain(traj, self.steps).float() for b in pending}
+        o = self.options
+        references = [*self.baselines, *(c for c in o.controls if c != ex.name)]
+        pending = [b for b in references if not self._cached(item, b)]
+        base = {b: self.baselines[b].explain(traj, self.steps).float() for b in pending if b in self.baselines}
+        for c in pending:
+            if c in INPUT_CONTROLS:
+                base[c] = torch.stack([input_maps(traj.latents[i], (c,))[c].cpu() for i in self.steps])
+        stages = self.randomised_maps(model, traj, control="randomised" in pending)
+        if "randomised" in pending:
+            base["randomised"] = stages[randomisation_stages(model.unet)[-1][0]]
         fresh: dict[str, list[dict]] = {b: [] for b in pending}
         for k, i in enumerate(self.steps):
             t = out.timesteps[i]
             named = {ex.name: summed[k], **{b: base[b][k] for b in pending}}
             generator = torch.Generator().manual_seed(_seed(item.item_id, i))
-            outcome = Outcome(model, traj, i, self.options.target, self.yardstick.domain == "image", "evaluate.target")
-            curves = play_games(outcome, self.yardstick.to(model.device), named, GAMES, self.options.n_points,
-                                self.options.substrate, generator, self.options.batch_size, self.options.y)
+            noise = None
+            if o.substrate == "renoise":  # the same fresh noise for every map of the item and step
+                noise = model.noise_latent(traj, i, torch.Generator().manual_seed(_seed(item.item_id, i, "renoise")))
+            outcome = Outcome(model, traj, i, o.target, self.yardstick.domain == "image", "evaluate.target")
+            curves = play_games(outcome, self.yardstick.to(model.device), named, GAMES, o.n_points, o.substrate,
+                                generator, o.batch_size, o.y, noise=noise)
+            self.report(1)  # the progress bar: one unit per step's games
             for name, games in curves.items():
                 rows = []
                 for game, curve in games.items():
@@ -150,11 +204,11 @@ class EvaluatePipeline(ExplainPipeline):
                 else:
                     rows += [row(item, m, v, i, t, name) for m, v in self.localisation(named[name], truth, None)]
                     fresh[name] += rows
-        for b in self.baselines:
+        for b in references:
             out.rows += self._save(item, b, fresh[b]) if b in fresh else self._load(item, b)
         out.rows += self.correlations(item, out.timesteps, summed, truth, ex.name, sim)
-        if self.options.sanity:
-            out.rows += self.sanity(model, item, traj, out.timesteps, summed, sim)
+        if o.sanity:
+            out.rows += self.sanity(model, item, traj, out.timesteps, summed, sim, stages)
         return out
 
     def correlations(self, item, timesteps, maps: torch.Tensor, truth, name: str, sim) -> list[dict]:
@@ -176,26 +230,57 @@ class EvaluatePipeline(ExplainPipeline):
                     rows.append(row(item, "truth_spearman", rho, i, timesteps[i], name, sim))
         return rows
 
-    def sanity(self, model, item, traj, timesteps, maps: torch.Tensor, sim) -> list[dict]:
-        """Spearman ρ between the trained model's maps and those of cumulatively re-initialised UNets (every stage of
-        the cascade, or with ``sanity_stages=full`` only the fully re-initialised UNet)."""
-        rows = []
+    def randomised_maps(self, model, traj, control: bool) -> dict[str, torch.Tensor]:
+        """The explainer's maps [S, h, w] (summed over words) on cumulatively re-initialised UNets, per cascade stage:
+        the stages the sanity check needs (every one, or with ``sanity_stages=full`` the last), and the last for the
+        randomised-model control (``control``); {} when neither is needed."""
+        o = self.options
+        if not (o.sanity or control):
+            return {}
+        every = o.sanity and o.sanity_stages == "cascade"
         last = randomisation_stages(model.unet)[-1][0]
+        out = {}
         for stage, randomised in cascading_randomisation(model, seed=self.explainer.seed):
-            if self.options.sanity_stages == "full" and stage != last:
+            if not every and stage != last:
                 continue
-            explainer = self.make_explainer(model=randomised, similarity=self.similarity)
+            explainer = self.make_explainer(model=randomised, similarity=self.similarity, seed=self.randomised_seed)
             other = explainer.explain(traj, self.steps).float()
-            other = other.sum(1) if explainer.per_token else other
+            out[stage] = (other.sum(1) if explainer.per_token else other).cpu()
+        return out
+
+    @property
+    def randomised_seed(self) -> int:
+        """The seed of the randomised model's explainer: for a sampled explainer a draw independent of the trained
+        map's (seed) and of the noise floor's (seed + 1) — with shared masks, their common sampling noise would raise
+        ρ above what the weights explain; a deterministic explainer ignores it."""
+        return self.explainer.seed + 2 if is_sampled(self.explainer) else self.explainer.seed
+
+    def sanity(self, model, item, traj, timesteps, maps: torch.Tensor, sim, stages: dict) -> list[dict]:
+        """``evaluate.sanity_similarity`` (ρ) between the trained model's maps and those of cumulatively re-initialised
+        UNets (``stages``: :meth:`randomised_maps`), and the noise floor: the same similarity between two independent
+        draws of the trained model's map (for a sampled explainer the explainer re-run with seed + 1; a deterministic
+        map's floor is 1)."""
+        rows, how, name = [], self.options.sanity_similarity, self.explainer.name
+        for stage, other in stages.items():
             for k, i in enumerate(self.steps):
-                rho = sanity_rho(maps[k], other[k])
+                rho = map_similarity(maps[k], other[k], how)
                 if math.isfinite(rho):
-                    rows.append(row(item, "sanity_rho", rho, i, timesteps[i], self.explainer.name, sim, stage=stage))
+                    rows.append(row(item, "sanity_rho", rho, i, timesteps[i], name, sim, stage=stage))
+        if is_sampled(self.explainer):
+            again = self.make_explainer(model=model, similarity=self.similarity, seed=self.explainer.seed + 1)
+            draw = again.explain(traj, self.steps).float()
+            draw = draw.sum(1) if again.per_token else draw
+            floors = [map_similarity(maps[k], draw[k], how) for k in range(len(self.steps))]
+        else:
+            floors = [1.0] * len(self.steps)
+        rows += [row(item, "sanity_floor", f, i, timesteps[i], name, sim) for f, i in zip(floors, self.steps)
+                 if math.isfinite(f)]
         return rows
 
     # -- the baselines' rows, shared across a sweep -------------------------------------------------
     def _path(self, item, name: str) -> Path | None:
-        return None if self.cache is None else self.cache / name / f"{item.item_id}.parquet"
+        cache = self.explainer_cache if name == "randomised" else self.cache
+        return None if cache is None else cache / name / f"{item.item_id}.parquet"
 
     def _cached(self, item, name: str) -> bool:
         path = self._path(item, name)
@@ -203,7 +288,7 @@ class EvaluatePipeline(ExplainPipeline):
             return False
         try:
             have = set(pd.read_parquet(path, columns=["step_index"]).step_index.dropna().astype(int))
-        except Exception:  # noqa: BLE001  (an unreadable cache entry is recomputed)
+        except Exception:
             return False
         return set(self.steps) <= have
 
@@ -228,9 +313,16 @@ class EvaluatePipeline(ExplainPipeline):
         return evaluation.figures(results, self.num_steps, fig_dir)
 
 
-def _seed(item_id: str, step: int) -> int:
-    """Seed of the games' tie-breaking for one item and step (the same in every job, so cached rows match)."""
-    return int(hashlib.sha1(f"games|{item_id}|{step}".encode()).hexdigest()[:15], 16)
+def _seed(item_id: str, step: int, purpose: str = "games") -> int:
+    """Seed of the games' tie-breaking (``purpose="games"``) or of the renoise substrate's noise (``"renoise"``) for
+    one item and step (the same in every job, so cached rows match)."""
+    return int(hashlib.sha1(f"{purpose}|{item_id}|{step}".encode()).hexdigest()[:15], 16)
+
+
+def is_sampled(explainer) -> bool:
+    """Whether the explainer's map is a Monte-Carlo estimate that changes with its seed (DF-RISE, GradientSHAP, LIME,
+    a Captum explainer with ``baseline=noise``); the others are deterministic, with reliability and noise floor 1."""
+    return bool(getattr(explainer, "sampled", False)) or getattr(explainer, "baseline", None) == "noise"
 
 
 def _missing(v) -> bool:

@@ -11,7 +11,10 @@
   Fig. 5 form: AUC per similarity), heatmaps of every configuration side by side for one prompt, the
   cross-explainer correlation matrix.
 
-Jobs whose prompts, seeds or steps differ are listed, and correlations use only what two jobs share.
+Jobs whose prompts, seeds or steps differ are listed, and correlations use only what two jobs share. Jobs with the same
+results (the same ``fingerprint`` of the config that affects results, and the same items: e.g. DF-CAM under two
+similarities it does not use; the later one reused the earlier one's files) are one configuration, named by both
+jobs; labels read only the config the results depend on (``run.json``'s ``unused`` nodes are left out).
 """
 
 from __future__ import annotations
@@ -44,6 +47,22 @@ class Job:
     results: pd.DataFrame
     label: str = ""
     settings: dict = field(default_factory=dict)
+    twins: list[str] = field(default_factory=list)  # other jobs of the sweep with the same results
+
+    @property
+    def names(self) -> str:
+        """This job's name and its twins' (``"0, 1"``)."""
+        return ", ".join([self.name, *self.twins])
+
+    @property
+    def unused(self) -> set[str]:
+        """Top-level config nodes its results do not depend on (``run.json``'s ``unused``)."""
+        return set(self.info.get("unused") or [])
+
+    @property
+    def similarity(self) -> str | None:
+        """The similarity choice, where the results depend on it."""
+        return None if "similarity" in self.unused else self.info.get("choices", {}).get("similarity")
 
     @property
     def items(self) -> frozenset:
@@ -96,14 +115,24 @@ def _order(p: Path):
 
 
 def load_jobs(root: Path) -> list[Job]:
-    jobs = []
+    """The finished jobs with results, one per distinct result (twins: the same fingerprint and items, listed on the
+    first), labelled."""
+    jobs: list[Job] = []
+    first: dict[tuple, Job] = {}
     for path in find_jobs(root)[0]:
+        name = "." if path == root else str(path.relative_to(root))
+        info = io.read_json(path / "run.json")
+        key = (info.get("fingerprint"), tuple(it.get("item_id", it.get("prompt_id")) for it in info.get("items", [])))
+        if key[0] is not None and key in first:
+            first[key].twins.append(name)
+            continue
         run = io.load_run(path)
         results = run.results
         if results.empty:
             continue
-        name = "." if path == root else str(path.relative_to(root))
         jobs.append(Job(name, path, run.info, results))
+        if key[0] is not None:
+            first[key] = jobs[-1]
     label_jobs(jobs)
     return jobs
 
@@ -112,12 +141,13 @@ def label_jobs(jobs: list[Job]) -> None:
     """Label each job by its choices and the config keys that vary: explainer options among the jobs of the same
     explainer, other keys across the sweep (``rise target=x0 masks=grid``, ``cam sim=ssim``)."""
     flat = [{k: v for k, v in _flatten(j.info.get("config", {})).items()
-             if not any(k == i or k.startswith(i + ".") for i in IGNORED) and not k.endswith("_target_")}
+             if not any(k == i or k.startswith(i + ".") for i in (*IGNORED, *j.unused)) and not k.endswith("_target_")}
             for j in jobs]
 
     def varying(indices: list[int], keep) -> list[str]:
         keys = set().union(*[flat[i] for i in indices]) if indices else set()
-        return sorted(k for k in keys if keep(k) and len({json.dumps(flat[i].get(k), default=str) for i in indices}) > 1)
+        return sorted(k for k in keys
+                      if keep(k) and len({json.dumps(flat[i].get(k), default=str) for i in indices}) > 1)
 
     everyone = list(range(len(jobs)))
     shared = varying(everyone, lambda k: not k.startswith(("explainer.", "pipeline.")))
@@ -129,14 +159,11 @@ def label_jobs(jobs: list[Job]) -> None:
         own = varying(by_explainer[choices.get("explainer")], lambda k: k.startswith("explainer."))
         job.settings = {k: flat[i].get(k) for k in [*own, *shared]}
         head = choices.get("explainer") if job.info.get("explainer") else job.info.get("pipeline", job.name)
-        sim = choices.get("similarity") if _varies(jobs, "similarity") else None
+        sim = job.similarity if len({j.similarity for j in jobs if j.similarity is not None}) > 1 else None
         parts = [f"{k.removeprefix('explainer.')}={flat[i].get(k)}" for k in own if flat[i].get(k) is not None]
-        parts += [f"{k}={flat[i].get(k)}" for k in shared if not k.startswith("similarity.") and flat[i].get(k) is not None]
+        parts += [f"{k}={flat[i].get(k)}" for k in shared
+                  if not k.startswith("similarity.") and flat[i].get(k) is not None]
         job.label = " ".join([str(head), *([f"sim={sim}"] if sim else []), *parts]) or job.name
-
-
-def _varies(jobs: list[Job], group: str) -> bool:
-    return len({j.info.get("choices", {}).get(group) for j in jobs}) > 1
 
 
 def combined(jobs: list[Job]) -> pd.DataFrame:
@@ -159,24 +186,31 @@ def ablation_table(jobs: list[Job], n_resamples: int) -> pd.DataFrame:
             continue
         auc = evaluation.auc_table(job.results, job.num_steps, n_resamples)
         loc = evaluation.localisation_table(job.results, job.num_steps)
+        rel = evaluation.reliability_table(job.results, job.num_steps, n_resamples)
         sanity = evaluation.sanity_table(job.results, n_resamples)
         for phase in evaluation.PHASES:
-            rec = {"job": job.name, "label": job.label, "explainer": explainer, "target": target,
-                   "similarity": job.info.get("choices", {}).get("similarity"), "phase": phase, **job.settings}
+            rec = {"job": job.names, "label": job.label, "explainer": explainer, "target": target,
+                   "similarity": job.similarity, "phase": phase, **job.settings}
             for table in (auc, loc):
                 if not table.empty:
                     sel = table[(table.explainer.astype(str) == str(explainer)) & (table.phase.astype(str) == phase)]
                     if not sel.empty:
                         rec.update({k: v for k, v in sel.iloc[0].items() if k not in ("explainer", "similarity",
                                                                                        "phase")})
-            if not auc.empty:
-                base = auc[(auc.explainer == "random") & (auc.phase.astype(str) == phase)]
+            for ref in () if auc.empty else evaluation.REFERENCES:  # random's and the controls' AUCs on the same items
+                base = auc[(auc.explainer == ref) & (auc.phase.astype(str) == phase)]
                 if not base.empty:
-                    rec["random_deletion_auc"] = base.iloc[0].deletion_auc
-                    rec["random_insertion_auc"] = base.iloc[0].insertion_auc
+                    rec[f"{ref}_deletion_auc"] = base.iloc[0].deletion_auc
+                    rec[f"{ref}_insertion_auc"] = base.iloc[0].insertion_auc
+            if not rel.empty:
+                sel = rel[(rel.explainer.astype(str) == str(explainer)) & (rel.phase.astype(str) == phase)]
+                if not sel.empty:
+                    rec.update({k: sel.iloc[0][k] for k in ("mc_reliability", "mc_reliability_min", "n_masks_used",
+                                                            "n_samples_used") if k in sel})
             if not sanity.empty:
                 last = sanity[sanity.cascade == sanity.cascade.max()]
                 rec["sanity_rho_full"] = float(last.sanity_rho.mean())
+                rec.update({f"sanity_{k}": last.iloc[0][k] for k in ("ci_low", "ci_high", "floor", "verdict")})
             if len(rec) > 7 + len(job.settings):
                 rows.append(rec)
     return pd.DataFrame(rows)
@@ -276,7 +310,8 @@ def token_roles(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def word_localisation(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per configuration, word and phase: pointing game and share of maps with more saliency inside the word's object."""
+    """Per configuration, word and phase: pointing game and share of maps with more saliency inside the word's
+    object."""
     df = rows[rows.metric.isin(["pointing_game", "saliency_inside", "saliency_outside"]) & rows.token.notna()]
     if df.empty:
         return pd.DataFrame()
@@ -295,11 +330,45 @@ def _md(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 AUC_COLUMNS = ["label", "phase", "n", "deletion_auc", "deletion_ci_low", "deletion_ci_high", "random_deletion_auc",
                "deletion_win_share", "insertion_auc", "insertion_ci_low", "insertion_ci_high", "random_insertion_auc",
                "insertion_win_share", "both_win_share", "pointing_game", "iou_topk", "iou_chance", "mass_inside",
-               "area_share", "sanity_rho_full"]
+               "area_share", "mc_reliability", "n_masks_used", "n_samples_used", "sanity_rho_full", "sanity_ci_low",
+               "sanity_ci_high", "sanity_floor", "sanity_verdict"]
+CONTROL_COLUMNS = ["label", "phase", "n", "both_win_share", "magnitude_both_win_share", "magnitude_deletion_diff",
+                   "magnitude_insertion_diff", "edges_both_win_share", "edges_deletion_diff", "edges_insertion_diff",
+                   "randomised_both_win_share", "randomised_deletion_diff", "randomised_insertion_diff", "verdict"]
+
+
+def controls_section(s: pd.DataFrame) -> list[str]:
+    """The verdict beyond random: each configuration against the input-only controls and its randomised-model map,
+    and one plain sentence for the sweep."""
+    if "verdict" not in s or s.verdict.isna().all():
+        return []
+    rows = s[s.verdict.notna()]
+    lines = ["## Beyond where the objects are: controls", "",
+             "Every map is also compared, paired per item, with maps that need no explanation of the model: "
+             "`magnitude` (Σ_c |z_t|) and `edges` (Sobel of z_t) — input-only — and `randomised` (the same explainer "
+             "on the fully re-initialised UNet, played in the trained model's games). `*_both_win_share`: share of "
+             "items where the map wins both games against that control; `*_diff`: mean paired AUC difference "
+             "(explainer − control; deletion: negative is better, insertion: positive). The verdict needs the 95 % CI "
+             "of the mean difference clear of 0 on both games against random and against every input-only control.",
+             "", _md(rows[[c for c in CONTROL_COLUMNS if c in rows]]), ""]
+    if "beats_input_controls" in rows:
+        beyond = rows[rows.beats_input_controls == 1]
+        if rows.beats_input_controls.isna().all():
+            lines += ["Too few items for a verdict against the input-only controls.", ""]
+        elif beyond.empty:
+            lines += ["**No configuration beats the input-only controls on both games in any phase**: on these items "
+                      "the games do not show that any of these maps explains the model beyond where the objects are.",
+                      ""]
+        else:
+            lines += ["Configurations that beat the input-only controls on both games: "
+                      + "; ".join(f"{r.label} ({r.phase})" for r in beyond.itertuples()) + ".", ""]
+    return lines
 
 
 def markdown(report: Report, jobs: list[Job], root: Path) -> str:
-    lines = [f"# Report: {root}", "", f"{len(jobs)} finished job(s), {len(report.failed)} failed.", ""]
+    n = sum(1 + len(j.twins) for j in jobs)
+    distinct = f" ({len(jobs)} with distinct results)" if n > len(jobs) else ""
+    lines = [f"# Report: {root}", "", f"{n} finished job(s){distinct}, {len(report.failed)} failed.", ""]
     if report.notes:
         lines += ["## Jobs that do not share items", "", *[f"- {n}" for n in report.notes], ""]
     if report.failed:
@@ -313,10 +382,12 @@ def markdown(report: Report, jobs: list[Job], root: Path) -> str:
                   "(prompt, seed, step) where the map beats `random` on the same item. Localisation against the "
                   "prompted objects: chance levels `iou_chance` (IoU) and `area_share` (mass, pointing game).", "",
                   _md(s[cols]), ""]
-        diff = [c for c in s if c.endswith(("_diff", "_diff_ci_low", "_diff_ci_high", "_p"))]
+        diff = [c for c in s if c.endswith(("_diff", "_diff_ci_low", "_diff_ci_high", "_p"))
+                and c.startswith(("deletion", "insertion"))]
         if diff:
             lines += ["### Paired differences vs random (explainer − random, Wilcoxon p)", "",
                       _md(s[["label", "phase", *diff]]), ""]
+        lines += controls_section(s)
     names = {"cross_explainer": "Cross-explainer correlations (maps of the same prompt and step)",
              "token_roles": "Token roles: mean share of the words' attention per phase",
              "word_localisation": "Per-word localisation (each word's map vs its own object)"}
@@ -325,7 +396,12 @@ def markdown(report: Report, jobs: list[Job], root: Path) -> str:
             lines += [f"## {title}", "", _md(report.tables[key]), ""]
     if report.figures:
         lines += ["## Figures", "", *[f"![{p.stem}]({p.relative_to(root)})" for p in report.figures], ""]
-    lines += ["## Jobs", "", _md(pd.DataFrame([{"job": j.name, "label": j.label, "items": len(j.items),
+    lines += ["## Jobs", "", _md(pd.DataFrame([{"job": j.names, "label": j.label, "items": len(j.items),
                                                 "path": str(j.path.relative_to(root)) if j.path != root else "."}
                                                for j in jobs])), ""]
+    twins = [f"- jobs {j.names} ({j.label})" for j in jobs if j.twins]
+    if twins:
+        lines += ["Jobs that differ only in settings their results do not use (e.g. `similarity` for DF-CAM on its "
+                  "default target) have the same results and are listed once; a sweep computes them once (the later "
+                  "job's `run.json` names the job it `reused`):", "", *twins, ""]
     return "\n".join(lines)
