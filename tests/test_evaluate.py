@@ -52,3 +52,12 @@ def test_tables_and_figures(run):
 def test_bad_evaluate_values_are_one_line_exit_2(override, key, tmp_path, capsys):
     line = cli_refusal(*override.split(), "logger=none", out_dir=tmp_path / "run", capsys=capsys)
     assert line.startswith(f"error: {key}="), line
+
+
+def test_the_summary_has_rows_only_for_the_phases_explained(run):
+    """Steps 5 and 15 of 20 are early and late: no middle row, and the job's sanity beside both rows."""
+    from diffexplain.reporting.report import ablation_table, load_jobs
+
+    summary = ablation_table(load_jobs(run.path), 200)
+    assert sorted(summary.phase) == ["early", "late"]
+    assert summary.sanity_rho_full.notna().all() and summary.deletion_auc.notna().all()

@@ -191,6 +191,7 @@ def ablation_table(jobs: list[Job], n_resamples: int) -> pd.DataFrame:
         for phase in evaluation.PHASES:
             rec = {"job": job.names, "label": job.label, "explainer": explainer, "target": target,
                    "similarity": job.similarity, "phase": phase, **job.settings}
+            bare = len(rec)
             for table in (auc, loc):
                 if not table.empty:
                     sel = table[(table.explainer.astype(str) == str(explainer)) & (table.phase.astype(str) == phase)]
@@ -207,12 +208,13 @@ def ablation_table(jobs: list[Job], n_resamples: int) -> pd.DataFrame:
                 if not sel.empty:
                     rec.update({k: sel.iloc[0][k] for k in ("mc_reliability", "mc_reliability_min", "n_masks_used",
                                                             "n_samples_used") if k in sel})
-            if not sanity.empty:
+            if len(rec) == bare:  # no step of this phase was explained
+                continue
+            if not sanity.empty:  # over the job's explained steps, shown beside each phase that has some
                 last = sanity[sanity.cascade == sanity.cascade.max()]
                 rec["sanity_rho_full"] = float(last.sanity_rho.mean())
                 rec.update({f"sanity_{k}": last.iloc[0][k] for k in ("ci_low", "ci_high", "floor", "verdict")})
-            if len(rec) > 7 + len(job.settings):
-                rows.append(rec)
+            rows.append(rec)
     return pd.DataFrame(rows)
 
 
