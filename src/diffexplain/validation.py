@@ -118,6 +118,10 @@ def str_list(nonempty: bool = True, single: bool = False, null: bool = False) ->
     return rule
 
 
+def batch_size(key, v) -> None:
+    check(v == "auto" or (_is_int(v) and v >= 1), key, v, _options.BATCH_SIZE_ALLOWED)
+
+
 def n_masks(key, v) -> None:
     check(v == "auto" or (_is_int(v) and v >= 1), key, v, "an integer >= 1 or auto (until explainer.min_reliability)")
 
@@ -250,7 +254,7 @@ SPECS: dict[str, dict] = {
         "masks": choice(*_options.RISE_MASKS), "grid_size": integer(1), "n_masks": n_masks,
         "min_reliability": number(0, 1, open_lo=True, open_hi=True, allowed="a number in (0, 1)"),
         "max_masks": integer(2),
-        "p": number(0, 1, open_lo=True, open_hi=True, allowed="a probability in (0, 1)"), "batch_size": integer(1),
+        "p": number(0, 1, open_lo=True, open_hi=True, allowed="a probability in (0, 1)"), "batch_size": batch_size,
         "target": choice(*_options.OUTCOME_TARGETS), "score": choice(*_options.RISE_SCORES),
         "estimator": choice(*_options.RISE_ESTIMATORS),
         **EXPLAINER_COMMON},
@@ -479,7 +483,7 @@ OUTPUT = {"x0_steps": choice(*_options.X0_STEPS), "x0_quality": integer(*_option
 TOP = {"seed": SEED, "resume": choice(*_options.RESUME)}
 EVALUATE = {"target": choice(*_options.OUTCOME_TARGETS), "similarity": choice(*_options.SIMILARITIES, null=True),
             "n_points": integer(*_options.N_POINTS), "substrate": choice(*_options.SUBSTRATES),
-            "batch_size": integer(1),
+            "batch_size": batch_size,
             "baselines": any_value, "protocol": choice(*_options.PROTOCOLS), "sanity": boolean,
             "sanity_stages": choice(*_options.SANITY_STAGES), "controls": controls,
             "sanity_similarity": choice(*_options.SANITY_SIMILARITIES),

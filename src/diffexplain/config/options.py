@@ -120,3 +120,7 @@ SANITY_LINE = 0.3                                  # sanity verdict: passes if t
 
 # -- runner -----------------------------------------------------------------------------------------------------------
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+# -- batching (batch_size: auto) ------------------------------------------------------------------------------------
+AUTO_BATCH_START = 64  # batch_size: auto starts here and halves on out-of-memory
+BATCH_SIZE_ALLOWED = f"an integer >= 1 or auto (start at {AUTO_BATCH_START}, halve on out-of-memory)"

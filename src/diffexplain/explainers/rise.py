@@ -36,12 +36,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from diffexplain.config.options import AUTO_BATCH_START
 from diffexplain.config.options import RISE_ESTIMATORS as ESTIMATORS
 from diffexplain.config.options import RISE_MASKS as MASKS
 from diffexplain.config.options import RISE_SCORES as SCORES
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
 from diffexplain.metrics.reliability import MAX_MASKS, MIN_RELIABILITY, split_half_reliability
+from diffexplain.models.batching import BatchSize
 from diffexplain.models.outcomes import TARGETS, Outcome
 
 
@@ -50,7 +52,7 @@ class RISE(Explainer):
     sampled = True  # its map is a Monte-Carlo estimate (another seed, another map): see last_stats
 
     def __init__(self, model, similarity, masks: str = "pixel", n_masks: int | str = 256, p: float = 0.5,
-                 grid_size: int = 4, batch_size: int = 64, target: str = "output", score: str = "scalar",
+                 grid_size: int = 4, batch_size: int | str = 64, target: str = "output", score: str = "scalar",
                  estimator: str = "centred", steps=None, seed: int = 0, min_reliability: float = MIN_RELIABILITY,
                  max_masks: int = MAX_MASKS):
         super().__init__(model, similarity, steps, seed)
@@ -63,7 +65,7 @@ class RISE(Explainer):
               min_reliability, "a number in (0, 1)")
         check(isinstance(max_masks, int) and max_masks >= 2, "explainer.max_masks", max_masks, "an integer >= 2")
         check(0 < p < 1, "explainer.p", p, "a probability in (0, 1)")
-        check(isinstance(batch_size, int) and batch_size >= 1, "explainer.batch_size", batch_size, "an integer >= 1")
+        self.batch = BatchSize(batch_size, "explainer.batch_size")  # auto: halves on out-of-memory
         check(isinstance(grid_size, int) and grid_size >= 1, "explainer.grid_size", grid_size, "an integer >= 1")
         check(score == "scalar" or similarity.has_map, "explainer.score", score,
               f"'scalar' for similarity={similarity.name} (it has no map form)")
@@ -112,9 +114,10 @@ class RISE(Explainer):
         auto = self.n_masks == "auto"
         total = self.max_masks if auto else self.n_masks
         reliability = float("nan")
-        for start in range(0, total, self.batch_size):
-            masks = self.sample_masks(min(self.batch_size, total - start), h, w, g).to(self.model.device)
-            scores = self.scores(outcome(z * masks.to(z.dtype)).float(), reference, masks)
+        draw = AUTO_BATCH_START if self.batch.auto else self.batch_size  # fixed: the masks never depend on memory
+        for start in range(0, total, draw):
+            masks = self.sample_masks(min(draw, total - start), h, w, g).to(self.model.device)
+            scores = self.batched_scores(outcome, z, reference, masks)
             acc.add(scores, masks)
             self.report(len(masks) / total)  # progress (a no-op unless the caller listens)
             for k, half in enumerate(halves):
@@ -125,7 +128,22 @@ class RISE(Explainer):
                 if auto and reliability >= self.min_reliability:
                     break
         self.last_stats[i] = {"mc_reliability": reliability, "n_masks_used": float(acc.n)}
+        if self.batch.auto and self.batch.used is not None:  # what memory allowed (the map does not depend on it)
+            self.last_stats[i]["batch_size_used"] = float(self.batch.used)
         return (acc.saliency(self.estimator) / (acc.n * self.p)).cpu()
+
+    def batched_scores(self, outcome: Outcome, z: torch.Tensor, reference: torch.Tensor,
+                       masks: torch.Tensor) -> torch.Tensor:
+        """The scores of the masked latents z·M_k, evaluated in batches of ``explainer.batch_size`` (auto: halved on
+        out-of-memory; the same scores whatever size ran)."""
+        parts: dict[int, torch.Tensor] = {}
+
+        def run(start: int, stop: int) -> None:
+            m = masks[start:stop]
+            parts[start] = self.scores(outcome(z * m.to(z.dtype)).float(), reference, m)
+
+        self.batch.run(len(masks), run)
+        return torch.cat([parts[k] for k in sorted(parts)])
 
     def reliability(self, a: _Sums, b: _Sums) -> float:
         """Split-half reliability of the map from the two half-sums (NaN while a half is empty or flat)."""

@@ -17,8 +17,9 @@ Directions (y a similarity): deletion — *lower* AUC is better (the map ranks f
 insertion — *higher* AUC is better. With y a distance both directions reverse (:func:`higher_is_better`).
 
 Every point of every curve (all maps, both games) is streamed through the outcome in chunks of ``batch_size``
-latents, so memory is flat in ``n_points`` and in the number of maps; latents that several curves share (z_t, the
-substrate, the blurred start) are evaluated once.
+latents (``auto`` or a :class:`~diffexplain.models.batching.BatchSize`: halved on out-of-memory), so memory is flat
+in ``n_points`` and in the number of maps; latents that several curves share (z_t, the substrate, the blurred start)
+are evaluated once.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from diffexplain.errors import check
 from diffexplain.metrics.ranking import pixel_ranks
 from diffexplain.metrics.substrates import blur
 from diffexplain.metrics.substrates import substrate as make_substrate
+from diffexplain.models.batching import BatchSize
 
 GAMES = ("deletion", "insertion")
 YS = ("similarity", "distance")
@@ -101,7 +103,7 @@ def pixel_counts(n_pixels: int, n_points: int) -> np.ndarray:
 @torch.no_grad()
 def play_games(outcome, similarity, maps: dict[str, torch.Tensor], games: Iterable[str] = GAMES,
                n_points: int = 17, substrate: str = "zeros", generator: torch.Generator | None = None,
-               batch_size: int = 64, y: str = "similarity",
+               batch_size: int | str | BatchSize = 64, y: str = "similarity",
                latent: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> dict[str, dict[str, Curve]]:
     """Deletion/insertion curves of every map: ``{map name: {game: Curve}}``.
 
@@ -118,7 +120,7 @@ def play_games(outcome, similarity, maps: dict[str, torch.Tensor], games: Iterab
     check(y in YS, "y", y, f"one of {list(YS)}")
     check(y == "similarity" or hasattr(similarity, "distance"), "y", y,
           f"'similarity' for {type(similarity).__name__} (it has no distance; similarity=fid has)")
-    check(isinstance(batch_size, int) and batch_size >= 1, "batch_size", batch_size, "an integer >= 1")
+    batches = batch_size if isinstance(batch_size, BatchSize) else BatchSize(batch_size)
     z = outcome.trajectory.latents[outcome.i] if latent is None else latent
     z = z.detach()[None]
     h, w = z.shape[-2:]
@@ -152,9 +154,12 @@ def play_games(outcome, similarity, maps: dict[str, torch.Tensor], games: Iterab
         similarity.to(reference.device)
     values = np.empty(len(jobs), dtype=np.float32)
     keys = list(jobs)
-    for start in range(0, len(keys), batch_size):
-        batch = torch.stack([latent_of(k) for k in keys[start: start + batch_size]])
-        values[start: start + len(batch)] = score(outcome(batch).float(), reference).float().cpu().numpy()
+
+    def run(start: int, stop: int) -> None:
+        batch = torch.stack([latent_of(k) for k in keys[start:stop]])
+        values[start:stop] = score(outcome(batch).float(), reference).float().cpu().numpy()
+
+    batches.run(len(keys), run)
 
     x = counts / (h * w)
     return {name: {game: Curve(x, values[slots[name, game]]) for game in games} for name in maps}

@@ -56,6 +56,7 @@ from diffexplain.metrics.correlation import mask_correlation, step_matrix
 from diffexplain.metrics.games import GAMES, play_games
 from diffexplain.metrics.sanity import cascading_randomisation, map_similarity, randomisation_stages
 from diffexplain.models import DiffusionModel
+from diffexplain.models.batching import BatchSize
 from diffexplain.models.outcomes import TARGETS, Outcome
 from diffexplain.pipelines.base import ItemOutput
 from diffexplain.pipelines.explain import ExplainPipeline, truth_mask
@@ -68,7 +69,8 @@ class EvaluateOptions:
     """``evaluate.*`` (see conf/config.yaml)."""
 
     def __init__(self, target: str = "output", similarity: str | None = None, n_points: int = 17,
-                 substrate: str = "zeros", batch_size: int = 64, baselines=("random",), protocol: str = "per_prompt",
+                 substrate: str = "zeros", batch_size: int | str = 64, baselines=("random",),
+                 protocol: str = "per_prompt",
                  sanity: bool = False, sanity_stages: str = "cascade", bootstrap: int = 10_000,
                  controls=CONTROLS, sanity_similarity: str = "spearman"):
         check(target in TARGETS, "evaluate.target", target, f"one of {list(TARGETS)}")
@@ -80,7 +82,7 @@ class EvaluateOptions:
         check(isinstance(n_points, int) and n_points >= 2, "evaluate.n_points", n_points,
               "an integer >= 2 (points on each curve, both ends included)")
         check(substrate in SUBSTRATES, "evaluate.substrate", substrate, f"one of {list(SUBSTRATES)}")
-        check(isinstance(batch_size, int) and batch_size >= 1, "evaluate.batch_size", batch_size, "an integer >= 1")
+        self.batch = BatchSize(batch_size, "evaluate.batch_size")  # auto: halves on out-of-memory
         check(all(b in BASELINES for b in baselines), "evaluate.baselines", list(baselines),
               f"a list of {list(BASELINES)} (compare with other explainers by sweeping explainer=...)")
         check(isinstance(sanity, bool), "evaluate.sanity", sanity, "true or false")
@@ -189,7 +191,7 @@ class EvaluatePipeline(ExplainPipeline):
                 noise = model.noise_latent(traj, i, torch.Generator().manual_seed(_seed(item.item_id, i, "renoise")))
             outcome = Outcome(model, traj, i, o.target, self.yardstick.domain == "image", "evaluate.target")
             curves = play_games(outcome, self.yardstick.to(model.device), named, GAMES, o.n_points, o.substrate,
-                                generator, o.batch_size, o.y, noise=noise)
+                                generator, o.batch, o.y, noise=noise)
             self.report(1)  # the progress bar: one unit per step's games
             for name, games in curves.items():
                 rows = []
