@@ -174,3 +174,20 @@ def test_sanity_similarities():
     assert map_similarity(a, 2 * a + 1, "ssim") == pytest.approx(1.0, abs=1e-6)  # min-max normalised
     assert map_similarity(a, -a, "abs_spearman") == pytest.approx(1.0) and map_similarity(a, -a) == pytest.approx(-1)
     assert np.isnan(map_similarity(torch.ones(16, 16), a, "ssim"))
+
+
+def test_a_maps_scores_do_not_depend_on_which_references_were_cached(tiny, one_thread, tmp_path):
+    """What a resumed sweep relies on: with some references read from the sweep's cache and others computed, every
+    row is bit for bit the row of a run that computed them all."""
+    pipe = EvaluatePipeline(Uniform(4), partial(DFCAM, steps=[2, 3]), None, evaluate={"n_points": 5})
+    pipe.setup(tiny)
+    pipe.use_cache(tmp_path, {"model": {}, "schedule": {}, "explainer": {"name": "cam"}})
+    item = PromptItem("p0", PROMPT, 0)
+    first = pd.DataFrame(pipe.run(tiny, item).rows)
+    for name in ("random", "edges"):
+        pipe._path(item, name).unlink()
+    again = pd.DataFrame(pipe.run(tiny, item).rows)
+    key, cols = ["explainer", "metric", "step_index", "x"], ["explainer", "metric", "step_index", "x", "value"]
+    a, b = (df.sort_values(key)[cols].reset_index(drop=True) for df in (first, again))
+    assert set(a.explainer) == {"cam", "random", "magnitude", "edges", "randomised"}
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
