@@ -33,12 +33,16 @@ def tiny():
     return tiny_model(seed=0)
 
 
+# One OpenMP thread unless the caller set OMP_NUM_THREADS: on a shared 2-core CPU, two spinning threads make the tiny
+# model's jobs 10-20x slower. The thread count changes floats in their last bits (reductions split differently), so
+# every process whose results are compared bit for bit must be started with this environment.
+CLI_ENV = {"OMP_NUM_THREADS": "1", **os.environ}
+
+
 def run_cli(*overrides: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    """``python run.py overrides...`` as a user runs it (one OpenMP thread unless the caller set OMP_NUM_THREADS: on a
-    shared 2-core CPU, two spinning threads make the tiny model's jobs 10-20x slower; results do not depend on it)."""
-    env = {"OMP_NUM_THREADS": "1", **os.environ}
+    """``python run.py overrides...`` as a user runs it, in :data:`CLI_ENV`."""
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *overrides], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=600)
+                          text=True, env=CLI_ENV, timeout=600)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, cli_refusal, hydra_job, run_cli, run_job
+from conftest import CLI_ENV, ROOT, cli_refusal, hydra_job, run_cli, run_job
 
 from diffexplain.errors import ResultError
 from diffexplain.items import PromptItem, make_prompt_id
@@ -133,7 +133,7 @@ def test_an_interrupted_run_resumes_checking_the_config_keeping_finished_items_a
 def kill_after_first_item(out: Path, *args: str) -> None:
     """Start the CLI, wait until its first item is saved, then kill -9 it."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={out}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            env=CLI_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
         while not list((out / ".partial").glob("*/meta.json")):

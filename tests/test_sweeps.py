@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import ROOT, run_cli, run_job
+from conftest import CLI_ENV, ROOT, run_cli, run_job
 
 SWEEP = ("-m", "pipeline=evaluate", "model=tiny", "logger=none", "schedule.num_steps=3", "explainer.steps=[1,2]",
          "data.prompts=[a red circle and a blue square, a green triangle]", "explainer=cam,random,cross_attention")
@@ -25,6 +25,7 @@ def results(sweep) -> dict[str, pd.DataFrame]:
 def test_a_killed_sweep_resumes_with_the_same_command_to_the_same_results(tmp_path):
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *SWEEP, f"hydra.sweep.dir={killed}"], cwd=ROOT,
+                            env=CLI_ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 600
