@@ -216,7 +216,7 @@ def test_shapes_defaults_write_curves_maps_figures_and_wandb(tmp_path):
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     media = run_dir / "files" / "media"
     assert list((media / "images").rglob("*.png"))
-    assert {p.name.split("_")[0] for p in (media / "table").glob("*.table.json")} >= {"classes", "curves", "outline"}
+    assert {p.name.split("_")[0] for p in (media / "table").rglob("*.table.json")} >= {"classes", "curves", "outline"}
 
 
 @pytest.mark.parametrize("overrides, message", [
