@@ -18,6 +18,7 @@ from diffexplain.pipelines.world_training.fidelity import eval_set, generate_sam
 from diffexplain.pipelines.world_training.grounding import WORD_POSITIONS, grounding_loss
 from diffexplain.pipelines.world_training.job import WorldTraining, read_checkpoint
 from diffexplain.schedules import Uniform
+from diffexplain.validation import validate
 from diffexplain.world import COLOURS, render, sample_scene
 from diffexplain.world.classifier import classifier_features, load_classifier, split_label
 
@@ -146,6 +147,9 @@ def test_train_world_config_and_bad_keys(tmp_path, capsys):
     line = cli_refusal("pipeline=train_world", "logger=none", "pipeline.denoiser.steps=0", out_dir=tmp_path / "run",
                        capsys=capsys)
     assert line.startswith("error: pipeline.denoiser"), line
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):  # a fresh models dir: nothing to check yet
+        fresh = compose("config", overrides=["pipeline=train_world", f"paths.models_dir={tmp_path / 'models'}"])
+    validate(fresh)
 
 
 def test_shipped_classifier_names_drawn_scenes():
