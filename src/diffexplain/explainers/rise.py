@@ -136,14 +136,14 @@ class RISE(Explainer):
                        masks: torch.Tensor) -> torch.Tensor:
         """The scores of the masked latents z·M_k, evaluated in batches of ``explainer.batch_size`` (auto: halved on
         out-of-memory; the same scores whatever size ran)."""
-        parts: dict[int, torch.Tensor] = {}
+        parts: list[torch.Tensor] = []  # in order: a range is appended only once it ran
 
         def run(start: int, stop: int) -> None:
             m = masks[start:stop]
-            parts[start] = self.scores(outcome(z * m.to(z.dtype)).float(), reference, m)
+            parts.append(self.scores(outcome(z * m.to(z.dtype)).float(), reference, m))
 
         self.batch.run(len(masks), run)
-        return torch.cat([parts[k] for k in sorted(parts)])
+        return torch.cat(parts)
 
     def reliability(self, a: _Sums, b: _Sums) -> float:
         """Split-half reliability of the map from the two half-sums (NaN while a half is empty or flat)."""

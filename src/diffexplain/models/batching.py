@@ -48,7 +48,7 @@ class BatchSize:
             stop = min(start + self.size, total)
             try:
                 fn(start, stop)
-            except (RuntimeError, torch.OutOfMemoryError) as error:
+            except RuntimeError as error:  # torch.OutOfMemoryError is one
                 if not (self.auto and self.size > 1 and is_out_of_memory(error)):
                     raise
                 self.size //= 2
