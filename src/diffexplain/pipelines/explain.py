@@ -87,7 +87,7 @@ class ExplainPipeline(Pipeline):
         node = (config.get("pipeline") or {}).get("explainer") or config.get("explainer") or {}
         try:
             uses = get_class(node["_target_"]).uses_similarity(node)
-        except Exception:
+        except (KeyError, ImportError, AttributeError, ValueError):  # no explainer class: assume it does
             uses = True
         return {"evaluate"} if uses else {"evaluate", "similarity"}
 
