@@ -31,7 +31,7 @@ def main() -> None:
     schedule = Uniform(args.steps)
 
     def recorded():
-        with CrossAttentionRecorder(model.unet, model.latent_shape[1:]) as rec:
+        with CrossAttentionRecorder(model.denoiser, model.latent_shape[1:]) as rec:
             model.generate(PROMPT, 0, schedule)
         assert len(rec.calls) == args.steps
 

@@ -32,7 +32,7 @@ def processors(unet) -> dict:
 
 
 def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
-    before = hook_count(tiny.unet)
+    before = hook_count(tiny.denoiser)
     cam = DFCAM(tiny, modules="resnets", upsample="latent")
     assert len(cam.module_names) == 8 and all(".resnets." in n for n in cam.module_names)
     maps = cam.module_maps(traj, 1)
@@ -40,12 +40,12 @@ def test_cam_sums_normalised_module_maps_and_removes_its_hooks(tiny, traj):
     for m in maps.values():
         assert m.shape == (8, 8) and m.min() >= 0 and m.max() <= 1
     assert torch.allclose(cam.explain(traj, [1])[0], torch.stack(list(maps.values())).sum(0))
-    assert hook_count(tiny.unet) == before
-    assert all(p.grad is None for p in tiny.unet.parameters())
+    assert hook_count(tiny.denoiser) == before
+    assert all(p.grad is None for p in tiny.denoiser.parameters())
 
 
 def test_cam_hooks_attentions_samplers_resnets_and_token_outputs_in_one_pass(tiny, traj):
-    before = hook_count(tiny.unet)
+    before = hook_count(tiny.denoiser)
     names = ["down_blocks.0.attentions.0", "down_blocks.0.downsamplers.0", "up_blocks.1.resnets.0",
              "up_blocks.0.attentions.0.transformer_blocks.0.attn2"]  # the last outputs [B, h·w, C] tokens
     cam = DFCAM(tiny, modules=names, upsample="latent")
@@ -53,10 +53,10 @@ def test_cam_hooks_attentions_samplers_resnets_and_token_outputs_in_one_pass(tin
     assert set(maps) == set(names)
     for m in maps.values():
         assert m.shape == (8, 8) and torch.isfinite(m).all() and m.max() == 1
-    assert hook_count(tiny.unet) == before
+    assert hook_count(tiny.denoiser) == before
     with pytest.raises(UserError, match="explainer.modules.*spatial"):
         DFCAM(tiny, modules="time_embedding").explain(traj, [1])
-    assert hook_count(tiny.unet) == before
+    assert hook_count(tiny.denoiser) == before
 
 
 def unet_from_config(**config):
@@ -99,9 +99,9 @@ def test_paper_modules_on_the_embedded_model_and_in_describe(tiny, traj):
         *(f"up_blocks.{b}.{kind}.{k}" for b in (0, 1) for kind in ("resnets", "attentions") for k in (0, 1)),
         "up_blocks.0.upsamplers.0"}
     cam = DFCAM(tiny, modules="paper")  # the tiny model has the embedded model's layout
-    assert cam.describe()["modules"] == resolve_modules(tiny.unet, "paper") and len(cam.module_names) == 16
+    assert cam.describe()["modules"] == resolve_modules(tiny.denoiser, "paper") and len(cam.module_names) == 16
     assert set(cam.module_maps(traj, 0)) == set(cam.module_names)
-    assert DFCAM(tiny).describe()["modules"] == resolve_modules(tiny.unet, "paper")  # the default
+    assert DFCAM(tiny).describe()["modules"] == resolve_modules(tiny.denoiser, "paper")  # the default
 
 
 def test_output_tensor_unwraps_tuples_and_diffusers_outputs():
@@ -126,12 +126,12 @@ def test_cam_image_upsampling_is_the_authors_path(tiny, traj):
 
 
 def test_cam_removes_hooks_when_the_target_fails(tiny, traj):
-    before = hook_count(tiny.unet)
+    before = hook_count(tiny.denoiser)
     cam = DFCAM(tiny, SSIM(), target="similarity")
     cam.similarity = None  # breaks the target computation mid-way
     with pytest.raises(AttributeError):
         cam.explain(traj, [0])
-    assert hook_count(tiny.unet) == before
+    assert hook_count(tiny.denoiser) == before
 
 
 def test_cam_single_module_similarity_target_and_bad_patterns(tiny, traj):
@@ -147,23 +147,23 @@ def test_cam_single_module_similarity_target_and_bad_patterns(tiny, traj):
 
 
 def test_recorder_restores_processors_and_hooks_even_on_error(tiny, traj):
-    before, hooks = processors(tiny.unet), hook_count(tiny.unet)
+    before, hooks = processors(tiny.denoiser), hook_count(tiny.denoiser)
     with pytest.raises(RuntimeError, match="boom"):
-        with CrossAttentionRecorder(tiny.unet, (8, 8)):
-            assert processors(tiny.unet) != before
+        with CrossAttentionRecorder(tiny.denoiser, (8, 8)):
+            assert processors(tiny.denoiser) != before
             raise RuntimeError("boom")
-    assert processors(tiny.unet) == before and hook_count(tiny.unet) == hooks
+    assert processors(tiny.denoiser) == before and hook_count(tiny.denoiser) == hooks
 
 
 def test_recording_does_not_change_the_model_output(tiny, traj):
     z, t = traj.latents[1:2], traj.timesteps[1]
     with torch.no_grad():
         plain = tiny.unet_output(z, t, traj.cond)
-        with CrossAttentionRecorder(tiny.unet, (8, 8)) as rec:
+        with CrossAttentionRecorder(tiny.denoiser, (8, 8)) as rec:
             recorded = tiny.unet_output(z, t, traj.cond)
     assert torch.allclose(plain, recorded, atol=1e-5)
     (call,) = rec.calls
-    assert len(call.layers) == sum(".attn2." in n for n in tiny.unet.attn_processors)
+    assert len(call.layers) == sum(".attn2." in n for n in tiny.denoiser.attn_processors)
     # probabilities over all tokens sum to one at every position (upsampling keeps that)
     assert torch.allclose(call.mean_maps()[0].sum(0), torch.ones(8, 8), atol=1e-4)
 
@@ -174,8 +174,8 @@ def test_recorder_handles_batches_of_prompts_and_negative_prompts(tiny, traj):
     neg = tiny.encode(PROMPT, negative_prompt="a yellow square")
 
     def record(latents, embeds):
-        with torch.no_grad(), CrossAttentionRecorder(tiny.unet, (8, 8)) as rec:
-            tiny.unet(torch.cat([latents, latents]), t, encoder_hidden_states=embeds)
+        with torch.no_grad(), CrossAttentionRecorder(tiny.denoiser, (8, 8)) as rec:
+            tiny.denoiser(torch.cat([latents, latents]), t, encoder_hidden_states=embeds)
         return rec.calls[0].mean_maps()
 
     single_a, single_b = record(z, a.embeds), record(z, b.embeds)
@@ -195,7 +195,7 @@ def test_cross_attention_explainer_gives_one_map_per_word(tiny, traj):
 
 
 def test_attention_relevance_gives_one_map_per_word_and_restores_processors(tiny, traj):
-    before, hooks = processors(tiny.unet), hook_count(tiny.unet)
+    before, hooks = processors(tiny.denoiser), hook_count(tiny.denoiser)
     ex = AttentionRelevanceExplainer(tiny)
     maps = ex.explain(traj, [0, 3])
     assert ex.per_token and ex.words(traj) == CrossAttentionExplainer(tiny).words(traj)
@@ -203,20 +203,20 @@ def test_attention_relevance_gives_one_map_per_word_and_restores_processors(tiny
     assert ex.roles(PROMPT)["circle"] == "shape" and ex.describe() == {"target": "noise_sum"}
     sim = AttentionRelevanceExplainer(tiny, SSIM(), target="similarity").explain(traj, [1])
     assert torch.isfinite(sim).all() and not torch.allclose(sim, ex.explain(traj, [1]))
-    assert processors(tiny.unet) == before and hook_count(tiny.unet) == hooks
-    assert all(p.grad is None for p in tiny.unet.parameters())
+    assert processors(tiny.denoiser) == before and hook_count(tiny.denoiser) == hooks
+    assert all(p.grad is None for p in tiny.denoiser.parameters())
     broken = AttentionRelevanceExplainer(tiny, SSIM(), target="similarity")
     broken.similarity = None  # fails after the forward, inside the recorder
     with pytest.raises(AttributeError):
         broken.explain(traj, [0])
-    assert processors(tiny.unet) == before and hook_count(tiny.unet) == hooks
+    assert processors(tiny.denoiser) == before and hook_count(tiny.denoiser) == hooks
     with pytest.raises(UserError, match="explainer.target"):
         AttentionRelevanceExplainer(tiny, target="similarity")
 
 
 def test_attention_relevance_is_zero_when_the_target_ignores_the_conditional_half(tiny, traj):
     """g = 0: the guided output is the unconditional half alone, so the text half's attention has no relevance."""
-    unguided = tiny.with_unet(tiny.unet)
+    unguided = tiny.with_denoiser(tiny.denoiser)
     unguided.guidance_scale = 0.0
     assert AttentionRelevanceExplainer(unguided).explain(traj, [1]).abs().max() == 0
     assert AttentionRelevanceExplainer(tiny).explain(traj, [1]).abs().max() > 0
@@ -249,7 +249,7 @@ def test_cam_applies_guidance_once_like_the_authors(tiny, traj):
     guidance-combined); activations are guidance-combined."""
     cam = DFCAM(tiny)
     ours = cam.cam_inputs(traj, 1)
-    modules, acts = dict(tiny.unet.named_modules()), {}
+    modules, acts = dict(tiny.denoiser.named_modules()), {}
     handles = [modules[n].register_forward_hook(lambda m, a, out, n=n: acts.__setitem__(n, output_tensor(out)))
                for n in cam.module_names]
     try:
@@ -295,7 +295,7 @@ class UncondOnly(torch.nn.Module):
 def test_cam_shows_a_signal_carried_by_the_unconditional_half_alone_with_the_right_sign(tiny, traj):
     blob = torch.zeros(8, 8, dtype=torch.bool)
     blob[2:5, 3:6] = True
-    toy = tiny.with_unet(UncondOnly(blob.float() - 0.5))
+    toy = tiny.with_denoiser(UncondOnly(blob.float() - 0.5))
     assert toy.guidance_scale > 1
     cam = DFCAM(toy, modules="feat", upsample="latent").explain(traj, [0])[0]
     # correct: G = (g − 1)·4 > 0 on the pattern, map ∝ ReLU(pattern) = the blob; guidance applied twice flips the

@@ -29,7 +29,7 @@ def minmax(x: torch.Tensor) -> torch.Tensor:
 def authors_map(model: DiffusionModel, traj, i: int, names: list[str], double_guidance: bool = False) -> torch.Tensor:
     """Their DF-CAM at step ``i`` summed over ``names``; ``double_guidance`` differentiates the guided output
     instead of the raw one (the defect our old code had: guidance applied to the gradients twice)."""
-    unet, g, t = model.unet, model.guidance_scale, traj.timesteps[i]
+    unet, g, t = model.denoiser, model.guidance_scale, traj.timesteps[i]
     hw = tuple(traj.latents.shape[-2:])
     image = tuple(s * model.vae_scale for s in hw)
 
@@ -82,7 +82,7 @@ def test_paper_dfcam_with_image_upsampling_is_the_authors_map(shapes):
     model, trajectory = shapes
     traj = trajectory(PROMPTS[0])
     ours = DFCAM(model, modules="paper", upsample="image").explain(traj, [STEPS[0]])[0]
-    port = authors_map(model, traj, STEPS[0], resolve_modules(model.unet, "paper"))
+    port = authors_map(model, traj, STEPS[0], resolve_modules(model.denoiser, "paper"))
     assert rank_correlation(ours, port) >= 0.93 and torch.allclose(ours, port, atol=1e-5)
 
 
@@ -90,7 +90,7 @@ def test_paper_dfcam_with_image_upsampling_is_the_authors_map(shapes):
 def test_paper_dfcam_matches_the_authors_on_held_out_prompts_and_the_old_double_guidance_does_not(shapes):
     """Measured: image path ρ = 1.000 on all 6 maps; latent path 0.961–0.983; guidance applied twice 0.04–0.98."""
     model, trajectory = shapes
-    names = resolve_modules(model.unet, "paper")
+    names = resolve_modules(model.denoiser, "paper")
     image, latent = DFCAM(model, modules="paper", upsample="image"), DFCAM(model, modules="paper", upsample="latent")
     double = []
     for prompt in PROMPTS:

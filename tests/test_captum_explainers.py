@@ -52,7 +52,7 @@ def region_model(tiny, region):
 
 
 def hook_count(model) -> int:
-    modules = [*model.unet.modules(), *model.pipe.vae.modules(), *model.pipe.text_encoder.modules()]
+    modules = [*model.denoiser.modules(), *model.pipe.vae.modules(), *model.pipe.text_encoder.modules()]
     per_module = sum(len(d) for m in modules for d in (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
                                                        m._backward_pre_hooks))
     per_param = sum(len(p._backward_hooks or {}) for m in modules for p in m.parameters(recurse=False))
@@ -65,7 +65,7 @@ def hook_count(model) -> int:
 def test_maps_are_deterministic_finite_latent_grids_and_leave_no_trace(tiny, traj, name):
     """Same seed, same map; another seed, another map. No hooks, parameter gradients or global RNG draws remain."""
     baseline = "zeros" if METHODS[name][2] else "noise"  # the others are stochastic through the baseline only
-    params = [*tiny.unet.parameters(), *tiny.pipe.vae.parameters(), *tiny.pipe.text_encoder.parameters()]
+    params = [*tiny.denoiser.parameters(), *tiny.pipe.vae.parameters(), *tiny.pipe.text_encoder.parameters()]
     requires, hooks = [p.requires_grad for p in params], hook_count(tiny)
     torch.manual_seed(123)
     np.random.seed(123)
@@ -85,7 +85,7 @@ def test_maps_are_deterministic_finite_latent_grids_and_leave_no_trace(tiny, tra
 
 def test_the_hook_count_sees_hooks(tiny):
     before = hook_count(tiny)
-    handles = [tiny.unet.conv_in.register_forward_hook(lambda *args: None),
+    handles = [tiny.denoiser.conv_in.register_forward_hook(lambda *args: None),
                torch.nn.modules.module.register_module_full_backward_hook(lambda *args: None)]
     assert hook_count(tiny) == before + 2
     for h in handles:

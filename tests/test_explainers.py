@@ -52,7 +52,7 @@ def state(unet) -> tuple:
 @pytest.mark.parametrize("name", EXPLAINERS)
 def test_explainer_contract(setup, name):
     model, traj = setup
-    before = state(model.unet)
+    before = state(model.denoiser)
     ex = EXPLAINERS[name](model, SSIM(), 0)
     maps = ex.explain(traj, [0, 2])
     c, h, w = model.latent_shape
@@ -62,8 +62,8 @@ def test_explainer_contract(setup, name):
     assert torch.equal(maps, EXPLAINERS[name](model, SSIM(), 0).explain(traj, [0, 2])), "not deterministic"
     if name in STOCHASTIC:
         assert not torch.equal(maps, EXPLAINERS[name](model, SSIM(), 1).explain(traj, [0, 2])), "seed ignored"
-    assert state(model.unet) == before, "hooks or attention processors left behind"
-    assert all(p.grad is None for p in model.unet.parameters())
+    assert state(model.denoiser) == before, "hooks or attention processors left behind"
+    assert all(p.grad is None for p in model.denoiser.parameters())
 
 
 @pytest.mark.parametrize("name", EXPLAINERS)

@@ -38,10 +38,10 @@ def weights(module):
 
 
 def test_stages_run_from_the_output_side_and_cover_every_parameter_once(tiny):
-    stages = randomisation_stages(tiny.unet)
+    stages = randomisation_stages(tiny.denoiser)
     assert [name for name, _ in stages] == TINY_STAGES
-    ids = [id(p) for _, paths in stages for path in paths for p in tiny.unet.get_submodule(path).parameters()]
-    assert len(ids) == len(set(ids)) == len(list(tiny.unet.parameters()))
+    ids = [id(p) for _, paths in stages for path in paths for p in tiny.denoiser.get_submodule(path).parameters()]
+    assert len(ids) == len(set(ids)) == len(list(tiny.denoiser.parameters()))
 
 
 def sdxl_like_unet():
@@ -61,11 +61,11 @@ def sdxl_like_unet():
 class Stub:
     """The two members of DiffusionModel the cascade uses."""
 
-    def __init__(self, unet):
-        self.unet = unet
+    def __init__(self, denoiser):
+        self.denoiser = denoiser
 
-    def with_unet(self, unet):
-        return Stub(unet)
+    def with_denoiser(self, denoiser):
+        return Stub(denoiser)
 
 
 def test_any_diffusers_unet_is_randomised_completely_and_left_intact():
@@ -76,25 +76,26 @@ def test_any_diffusers_unet_is_randomised_completely_and_left_intact():
     assert len(ids) == len(set(ids)) == len(list(unet.parameters()))
     assert "add_embedding" in dict(stages)[REST]
     *_, (last, model) = cascading_randomisation(Stub(unet))
-    new, old = weights(model.unet), weights(unet)
+    new, old = weights(model.denoiser), weights(unet)
     assert last == REST and all(not torch.equal(new[n], old[n]) for n in old)
     assert all(torch.equal(v, before[k]) for k, v in unet.state_dict().items())
 
 
 def test_the_cascade_is_cumulative_seeded_and_never_touches_the_model(tiny):
-    before = {k: v.clone() for k, v in tiny.unet.state_dict().items()}
+    before = {k: v.clone() for k, v in tiny.denoiser.state_dict().items()}
     rng = torch.get_rng_state()
-    original = weights(tiny.unet)
+    original = weights(tiny.denoiser)
     done: set[str] = set()
-    for (name, model), (expected, paths) in zip(cascading_randomisation(tiny, seed=3), randomisation_stages(tiny.unet)):
-        assert name == expected and model.unet is not tiny.unet
+    stages = randomisation_stages(tiny.denoiser)
+    for (name, model), (expected, paths) in zip(cascading_randomisation(tiny, seed=3), stages):
+        assert name == expected and model.denoiser is not tiny.denoiser
         done.update(paths)
-        for n, w in weights(model.unet).items():
+        for n, w in weights(model.denoiser).items():
             randomised = any(n == p or n.startswith(p + ".") for p in done)
             assert torch.equal(w, original[n]) != randomised, (name, n)
     assert torch.equal(torch.get_rng_state(), rng), "the caller's RNG is untouched"
-    assert all(torch.equal(v, before[k]) for k, v in tiny.unet.state_dict().items()), "the original bitwise unchanged"
-    final = lambda seed: list(cascading_randomisation(tiny, seed))[-1][1].unet.state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in tiny.denoiser.state_dict().items()), "original unchanged"
+    final = lambda seed: list(cascading_randomisation(tiny, seed))[-1][1].denoiser.state_dict()
     a, b, c = final(3), final(3), final(4)
     assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
 

@@ -49,7 +49,7 @@ def test_sdxl_conditioning_carries_pooled_embeds_and_time_ids(loaded):
     added = traj.cond.added
     assert added["time_ids"].tolist() == [[side, side, 0, 0, side, side]] * 2
     assert added["text_embeds"].shape == (2, model.pipe.text_encoder_2.config.projection_dim)
-    assert traj.cond.embeds.shape[-1] == model.unet.config.cross_attention_dim  # both encoders, concatenated
+    assert traj.cond.embeds.shape[-1] == model.denoiser.config.cross_attention_dim  # both encoders, concatenated
     # an empty negative prompt is SDXL's zeros (force_zeros_for_empty_prompt), a given one is encoded
     assert not traj.cond.embeds[0].any() and not added["text_embeds"][0].any() and traj.cond.embeds[1].any()
     negative = model.encode(PROMPT, negative_prompt="a green triangle")

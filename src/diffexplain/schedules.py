@@ -37,13 +37,19 @@ class Schedule:
     def timesteps(self, num_train_timesteps: int) -> list[int] | None:
         raise NotImplementedError
 
-    def apply(self, scheduler, device=None) -> list[int | float]:
+    def apply(self, scheduler, device=None, **family_kwargs) -> list[int | float]:
         """Set the scheduler's timesteps and return those it will actually use, one per UNet evaluation.
 
         Second-order schedulers (Heun, KDPM2) evaluate the UNet twice per step, so they return about 2·num_steps
-        timesteps; KDPM2's second evaluations sit at interpolated (fractional) timesteps.
+        timesteps; KDPM2's second evaluations sit at interpolated (fractional) timesteps. ``family_kwargs`` are what
+        the model family's own pipeline passes to ``set_timesteps`` with the uniform schedule (Flux: its sigmas and
+        resolution shift ``mu``). Flow-matching schedulers take only the uniform schedule: custom timesteps there
+        bypass the model's sigma shift (diffusers warns that they disagree with the sigmas).
         """
         ts = self.timesteps(scheduler.config.num_train_timesteps)
+        if ts is not None and type(scheduler).__name__.startswith("FlowMatch"):
+            raise UserError("schedule", self.name, f"schedule=uniform for {type(scheduler).__name__} (flow matching "
+                                                   "takes the model's own shifted sigma schedule)")
         if ts is not None and not accepts_timesteps(type(scheduler)):
             raise UserError(
                 "model.scheduler", type(scheduler).__name__,
@@ -52,7 +58,7 @@ class Schedule:
             )
         try:
             if ts is None:
-                scheduler.set_timesteps(self.num_steps, device=device)
+                scheduler.set_timesteps(self.num_steps, device=device, **family_kwargs)
             else:
                 scheduler.set_timesteps(timesteps=ts, device=device)
         except ValueError as e:  # e.g. PNDM's Runge-Kutta warm-up needs at least 4 steps

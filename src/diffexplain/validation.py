@@ -227,7 +227,7 @@ EXPLAINER_COMMON = {"steps": STEPS, "seed": SEED, "_partial_": boolean}
 WINDOWED = {"kernel_size": odd_kernel, "sigma": number(0, open_lo=True),
             "data_range": number(0, open_lo=True, null=True), "variant": choice(*_options.SSIM_VARIANTS)}
 CAPTUM_COMMON = {"target": choice(*_options.CAPTUM_TARGETS), "baseline": choice(*_options.CAPTUM_BASELINES),
-                 "channel_reduce": choice(*_options.CHANNEL_REDUCES), "internal_batch_size": integer(1),
+                 "channel_reduce": choice(*_options.CHANNEL_REDUCES), "internal_batch_size": batch_size,
                  **EXPLAINER_COMMON}
 
 SPECS: dict[str, dict] = {
@@ -280,7 +280,10 @@ SPECS: dict[str, dict] = {
     "diffexplain.similarity.Contrast": dict(WINDOWED),
     "diffexplain.similarity.Cosine": {},
     "diffexplain.similarity.SingleImageFID": {"scale": number(0, open_lo=True), "eps": number(0, open_lo=True),
-                                              "feature_net": feature_net},
+                                              "feature_net": feature_net,
+                                              "features": choice(*_options.FID_FEATURES),
+                                              "dinov2_path": string(), "model_path": string(null=True),
+                                              "models_dir": string(null=True)},
     # pipelines
     "diffexplain.pipelines.explain.ExplainPipeline": {"explainer": any_value, "similarity": any_value},
     "diffexplain.pipelines.generate.GeneratePipeline": {},
@@ -878,6 +881,38 @@ def check_similarity(similarity: dict | None) -> None:
               "'textbook' for similarity=luminance (the authors' code has no luminance term)")
 
 
+def check_fid_features(similarity: dict | None, model: dict | None) -> None:
+    """``similarity.features``: ``auto`` never gives the Shapes CNN to a non-Shapes model (only
+    ``similarity.features=shapes`` does), so there DINOv2 must load: a local directory with a config.json, or a hub id
+    (with HF_HUB_OFFLINE=1: already in the Hugging Face cache)."""
+    features = (similarity or {}).get("features")
+    if not features or not similarity.get("_target_", "").endswith("SingleImageFID"):
+        return
+    used = _options.fid_features(features, _options.shapes_world(
+        _choices().get("model"), similarity.get("model_path", (model or {}).get("path")), similarity.get("models_dir")))
+    check(used != "shapes" or similarity.get("feature_net") is not None, "similarity.feature_net", None,
+          "the Shapes classifier's features node for similarity.features=shapes")
+    if used != "dinov2":
+        return
+    path = str(similarity.get("dinov2_path", _options.DINOV2_HUB_ID))
+    allowed = f"a DINOv2 model for similarity.features={features}" + ("" if features == "dinov2" else
+                                                                      " on a non-Shapes model (the Shapes CNN only "
+                                                                      "by name: similarity.features=shapes)")
+    local = Path(path).expanduser()
+    if local.exists() or path.startswith(("/", "./", "../", "~")) or not HUB_ID.match(path):
+        check((local / "config.json").is_file(), "similarity.dinov2_path", path,
+              f"{allowed}: a save_pretrained directory with a config.json, or a hub id (org/name)")
+    elif hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(path, "config.json")
+        except ValueError:  # not a valid hub id either
+            cached = None
+        check(isinstance(cached, str), "similarity.dinov2_path", path, f"{allowed}: a local directory, or a hub id "
+              "already in the Hugging Face cache (HF_HUB_OFFLINE=1 and it is not there: download it online once)")
+
+
 def check_offset(data: dict | None) -> None:
     """``data.offset`` lies within the Shapes prompts of ``data.num_objects`` (12 one-object, 72 two-object)."""
     if not data or not data.get("_target_", "").endswith("PromptDataModule") or data.get("prompts") is not None \
@@ -896,6 +931,7 @@ def cross_checks(nodes: dict) -> None:
     check_devices(nodes.get("runner"))
     check_offset(nodes.get("data"))
     check_similarity(nodes.get("similarity"))
+    check_fid_features(nodes.get("similarity"), nodes.get("model"))
     check_world_training(nodes.get("pipeline"))
     writes_model = str((nodes.get("pipeline") or {}).get("_target_", "")).endswith("WorldTraining")
     info = None if writes_model else model_info(nodes.get("model"))  # train_world writes the model it would check

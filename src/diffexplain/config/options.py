@@ -17,7 +17,9 @@ X0_QUALITY = (1, 100)                              # output.x0_quality (WebP qua
 
 # -- model ------------------------------------------------------------------------------------------------------------
 DTYPES = ("float32", "float16", "bfloat16")        # model.dtype
-MODEL_VARIANTS = ("sd", "sd2", "sdxl")             # model=tiny model.variant
+MODEL_VARIANTS = ("sd", "sd2", "sdxl", "sd3", "flux", "pixart")  # model=tiny model.variant
+TRANSFORMER_VARIANTS = ("sd3", "flux", "pixart")  # the tiny variants with a transformer denoiser
+DENOISER_FAMILIES = ("unet", "sd3", "flux", "pixart")  # models/denoisers.py: one adapter per family
 GUIDANCE_MAX = 100.0                               # model.guidance_scale in [0, 100]
 RESOLUTION = (8, 4096)                             # model.resolution
 NUM_TRAIN_TIMESTEPS = 1000                         # schedule.timesteps lie in [0, 1000)
@@ -58,6 +60,21 @@ TINY_UNETS = {
              "projection_class_embeddings_input_dim": 6 * 8 + 32,  # 6 time ids × 8 + the pooled embedding
              "cross_attention_dim": 32 + 32, "norm_num_groups": 8},  # both encoders' hidden states, concatenated
 }
+# the tiny transformer denoisers (as in diffusers' own pipeline tests, ``get_dummy_components``): 8x8x4 latents
+TINY_TRANSFORMERS = {
+    "sd3": {"sample_size": 8, "patch_size": 1, "in_channels": 4, "out_channels": 4, "num_layers": 2,
+            "attention_head_dim": 8, "num_attention_heads": 4, "joint_attention_dim": 64, "caption_projection_dim": 32,
+            "pooled_projection_dim": 64, "pos_embed_max_size": 64},  # CLIP-L/G hidden 32 + 32; pooled 32 + 32
+    "flux": {"patch_size": 1, "in_channels": 16, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16,
+             "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
+             "guidance_embeds": True, "axes_dims_rope": (4, 4, 8)},  # 4 latent channels packed 2x2
+    "pixart": {"sample_size": 8, "num_layers": 2, "patch_size": 2, "attention_head_dim": 8, "num_attention_heads": 3,
+               "caption_channels": 32, "in_channels": 4, "cross_attention_dim": 24, "out_channels": 8,
+               "attention_bias": True, "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
+               "norm_type": "ada_norm_single", "norm_elementwise_affine": False, "norm_eps": 1e-6},
+}
+TINY_T5 = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "relative_attention_num_buckets": 8}
+TINY_MAX_SEQUENCE_LENGTH = 16  # the T5 prompt length of the tiny transformer pipelines
 
 # -- data and schedules -----------------------------------------------------------------------------------------------
 NUM_OBJECTS = (1, 2)                               # data.num_objects (or null: both)
@@ -124,3 +141,29 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 # -- batching (batch_size: auto) ------------------------------------------------------------------------------------
 AUTO_BATCH_START = 64  # batch_size: auto starts here and halves on out-of-memory
 BATCH_SIZE_ALLOWED = f"an integer >= 1 or auto (start at {AUTO_BATCH_START}, halve on out-of-memory)"
+
+# -- single-image FID's feature network (similarity=fid) -------------------------------------------------------------
+FID_FEATURES = ("auto", "shapes", "dinov2")        # similarity.features; auto: shapes on the Shapes world, else dinov2
+DINOV2_HUB_ID = "facebook/dinov2-small"            # similarity.dinov2_path's default (a hub id or a local directory)
+SHAPES_MODELS = ("shapes", "shapes_grounded")      # the model= configs of the Shapes world
+SHAPES_MODEL_DIRS = "shapes-*"                     # ... and its model directories under paths.models_dir
+
+
+def shapes_world(model_choice: str | None, model_path: str | None, models_dir: str | None) -> bool:
+    """Whether the model is the embedded Shapes world: ``model=shapes | shapes_grounded``, or a model whose path is
+    a ``shapes-*`` directory of ``models_dir`` (what ``similarity.features=auto`` gives the Shapes CNN to)."""
+    import os.path
+
+    if model_choice in SHAPES_MODELS:
+        return True
+    if not model_path or not models_dir:
+        return False
+    path = os.path.realpath(os.path.expanduser(str(model_path)))
+    return os.path.dirname(path) == os.path.realpath(os.path.expanduser(str(models_dir))) and \
+        fnmatch.fnmatchcase(os.path.basename(path), SHAPES_MODEL_DIRS)
+
+
+def fid_features(features: str, shapes: bool) -> str:
+    """The feature network ``similarity.features`` names: ``auto`` is ``shapes`` on the Shapes world (``shapes``:
+    :func:`shapes_world`), ``dinov2`` on any other model; it never picks the Shapes CNN for another model."""
+    return ("shapes" if shapes else "dinov2") if features == "auto" else features

@@ -41,13 +41,13 @@ class AttentionRelevanceExplainer(CrossAttentionExplainer):
         """[len(steps), K, h, w]: one relevance map per word of the prompt."""
         steps = trajectory.check_steps(self.steps if steps is None else steps)
         maps = torch.stack([self.token_relevance(trajectory, i) for i in steps])  # [S, tokens, h, w]
-        spans = word_spans(self.model.pipe.tokenizer, trajectory.prompt)
+        spans = word_spans(self.model.word_tokenizer, trajectory.prompt)
         return torch.stack([maps[:, pos].sum(1) for _, pos in spans], dim=1)
 
     def token_relevance(self, trajectory, i: int) -> torch.Tensor:
         """Relevance of every token position at step ``i``, summed over cross-attention layers: [tokens, h, w]."""
         latent_hw = tuple(trajectory.latents.shape[-2:])
-        with CrossAttentionRecorder(self.model.unet, latent_hw, attached=True) as rec, torch.enable_grad():
+        with CrossAttentionRecorder(self.model.denoiser, latent_hw, attached=True) as rec, torch.enable_grad():
             z = trajectory.latents[i: i + 1].detach().to(self.model.device, self.model.dtype).requires_grad_(True)
             out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
             target = step_target(self.model, self.similarity, self.target, out, z, trajectory, i)

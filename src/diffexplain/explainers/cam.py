@@ -26,7 +26,6 @@ so its gradient — all Grad-CAM uses — vanishes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from contextlib import contextmanager
 
 import torch
@@ -38,24 +37,10 @@ from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
 from diffexplain.explainers.gradient_targets import check_target, step_target
 from diffexplain.models.attention_capture import grid_shape, on_grid
+from diffexplain.models.denoisers import output_tensor
 
 MODULE_SETS = CAM_MODULE_SETS
 RESNETS, PAPER = MODULE_SETS["resnets"], MODULE_SETS["paper"]
-
-
-def output_tensor(output) -> torch.Tensor | None:
-    """The tensor a module hands on: its output, or the first tensor in a tuple or a diffusers ``BaseOutput``
-    (``Transformer2DModel`` returns ``(sample,)`` inside UNet blocks, an output object otherwise)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, Mapping):
-        output = list(output.values())
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            tensor = output_tensor(item)
-            if tensor is not None:
-                return tensor
-    return None
 
 
 def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
@@ -110,7 +95,7 @@ class DFCAM(Explainer):
         super().__init__(model, similarity, steps, seed)
         check_target(target, similarity)
         check_in("explainer.upsample", upsample, UPSAMPLE)
-        self.module_names, self.target, self.upsample = resolve_modules(model.unet, modules), target, upsample
+        self.module_names, self.target, self.upsample = resolve_modules(model.denoiser, modules), target, upsample
 
     def describe(self) -> dict:
         return {"modules": self.module_names, "target": self.target, "upsample": self.upsample}
@@ -122,7 +107,7 @@ class DFCAM(Explainer):
         G = G_u + G_c = (1 − g)·∂Σu/∂A_u + g·∂Σc/∂A_c — the authors' guidance-combined gradient of the raw output
         summed over both halves. Activations are combined with the guidance formula.
         """
-        modules = dict(self.model.unet.named_modules())
+        modules = dict(self.model.denoiser.named_modules())
         acts: dict[str, torch.Tensor] = {}
         with forward_hooks({n: modules[n] for n in self.module_names}, acts), torch.enable_grad():
             z = trajectory.latents[i: i + 1].detach().to(self.model.device, self.model.dtype).requires_grad_(True)

@@ -30,14 +30,14 @@ class CrossAttentionExplainer(Explainer):
         return roles_for(prompt, self.tagged)
 
     def words(self, trajectory) -> list[str]:
-        return [w for w, _ in word_spans(self.model.pipe.tokenizer, trajectory.prompt)]
+        return [w for w, _ in word_spans(self.model.word_tokenizer, trajectory.prompt)]
 
     @torch.no_grad()
     def explain(self, trajectory, steps: list[int] | None = None) -> torch.Tensor:
         """[len(steps), K, h, w]: one map per word of the prompt."""
         steps = trajectory.check_steps(self.steps if steps is None else steps)
-        spans = word_spans(self.model.pipe.tokenizer, trajectory.prompt)
-        with CrossAttentionRecorder(self.model.unet, trajectory.latents.shape[-2:]) as rec:
+        spans = word_spans(self.model.word_tokenizer, trajectory.prompt)
+        with CrossAttentionRecorder(self.model.denoiser, trajectory.latents.shape[-2:]) as rec:
             for i in steps:
                 self.model.unet_output(trajectory.latents[i: i + 1], trajectory.timesteps[i], trajectory.cond)
         maps = torch.stack([call.mean_maps()[0] for call in rec.calls])  # [S, tokens, h, w]

@@ -3,7 +3,8 @@
 The UNet's blocks are re-initialised one after another from the output side — ``conv_out`` (with
 ``conv_norm_out``), ``up_blocks.{n-1}`` … ``up_blocks.0``, ``mid_block``, ``down_blocks.{m-1}`` …
 ``down_blocks.0``, then ``conv_in_and_embeddings`` (``conv_in``, the time embedding, SDXL's added embeddings and
-any other module left) — each stage keeping the earlier ones randomised. A map that stays the same while the model
+any other module left) — each stage keeping the earlier ones randomised; a transformer denoiser's (SD3, Flux, PixArt)
+from ``proj_out`` through its blocks from the last to its ``embeddings``. A map that stays the same while the model
 it claims to explain is destroyed does not explain the model: :func:`sanity_rho` (Spearman between the trained
 model's map and the randomised model's) should fall well below 1, while an input-only map (an edge detector of
 z_t) keeps ρ = 1.
@@ -34,24 +35,38 @@ from diffexplain.config.options import SANITY_SIMILARITIES
 from diffexplain.errors import check
 from diffexplain.metrics.correlation import spearman
 
-REST = "conv_in_and_embeddings"
+REST = "conv_in_and_embeddings"  # the UNet's last stage; transformers' is EMBEDDINGS
+EMBEDDINGS = "embeddings"
+UNET_BLOCKS, TRANSFORMER_BLOCKS = ("up_blocks", "mid_block", "down_blocks"), ("single_transformer_blocks",
+                                                                              "transformer_blocks")
 
 
-def randomisation_stages(unet) -> list[tuple[str, list[str]]]:
-    """``[(stage name, [module paths])]`` in cascade order for any diffusers ``UNet2DConditionModel``; together the
-    stages hold every parameter once."""
-    children = {n for n, m in unet.named_children() if any(True for _ in m.parameters())}
-    stages = []
-    out = [n for n in ("conv_norm_out", "conv_out") if n in children]
-    if out:
-        stages.append(("conv_out", out))
-    stages += [(f"up_blocks.{k}", [f"up_blocks.{k}"]) for k in reversed(range(len(unet.up_blocks)))]
-    if "mid_block" in children:
-        stages.append(("mid_block", ["mid_block"]))
-    stages += [(f"down_blocks.{k}", [f"down_blocks.{k}"]) for k in reversed(range(len(unet.down_blocks)))]
-    rest = [n for n in children if n not in {"conv_norm_out", "conv_out", "mid_block", "up_blocks", "down_blocks"}]
+def randomisation_stages(denoiser) -> list[tuple[str, list[str]]]:
+    """``[(stage name, [module or parameter paths])]`` in cascade order for a diffusers UNet or transformer denoiser;
+    together the stages hold every parameter once.
+
+    UNets: ``conv_out`` (with ``conv_norm_out``), ``up_blocks`` from the last, ``mid_block``, ``down_blocks`` from the
+    last, then ``conv_in_and_embeddings``. Transformers (SD3, Flux, PixArt): ``proj_out`` (with ``norm_out`` and the
+    denoiser's own output parameters, PixArt's ``scale_shift_table``), the blocks from the last (Flux: the
+    single-stream blocks, then the double-stream ones), then ``embeddings`` (patch/position embedding, timestep, text
+    and pooled projections)."""
+    children = {n: m for n, m in denoiser.named_children() if any(True for _ in m.parameters())}
+    unet = "up_blocks" in children
+    own = [n for n, _ in denoiser.named_parameters(recurse=False)]
+    out = [n for n in (("conv_norm_out", "conv_out") if unet else ("norm_out", "proj_out")) if n in children]
+    out += own
+    stages = [("conv_out" if unet else "proj_out", out)] if out else []
+    for name in UNET_BLOCKS if unet else TRANSFORMER_BLOCKS:
+        if name not in children:
+            continue
+        if isinstance(children[name], torch.nn.ModuleList):
+            stages += [(f"{name}.{k}", [f"{name}.{k}"]) for k in reversed(range(len(children[name])))]
+        else:
+            stages.append((name, [name]))
+    used = {p for _, paths in stages for p in paths} | set(UNET_BLOCKS + TRANSFORMER_BLOCKS)
+    rest = [n for n in children if n not in used]
     if rest:
-        stages.append((REST, rest))
+        stages.append((REST if unet else EMBEDDINGS, rest))
     return stages
 
 
@@ -76,17 +91,32 @@ def reinitialise(module: torch.nn.Module, seed: int) -> None:
         p.copy_(q)
 
 
+@torch.no_grad()
+def _redraw(p: torch.nn.Parameter, seed: int) -> None:
+    """Draw a parameter held by no module with ``reset_parameters`` from N(0, σ²), σ its trained standard deviation."""
+    fresh = p.detach().to("cpu", torch.float32).clone()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        std = float(fresh.std()) if fresh.numel() > 1 else 0.0
+        fresh.normal_(0.0, std if std > 0 and std == std else 0.02)
+    p.copy_(fresh)
+
+
 def cascading_randomisation(model, seed: int = 0) -> Iterator[tuple[str, object]]:
     """Yield ``(stage name, DiffusionModel)`` with the UNet randomised cumulatively up to that stage.
 
-    One deep copy of the UNet is randomised stage by stage (the yielded model is ``model.with_unet(copy)``; the
+    One deep copy of the UNet is randomised stage by stage (the yielded model is ``model.with_denoiser(copy)``; the
     next stage changes the same copy, so use each model before advancing). ``model`` is never modified.
     """
-    unet = copy.deepcopy(model.unet)
-    for name, paths in randomisation_stages(unet):
+    denoiser = copy.deepcopy(model.denoiser)
+    own = dict(denoiser.named_parameters(recurse=False))
+    for name, paths in randomisation_stages(denoiser):
         for path in paths:
-            reinitialise(unet.get_submodule(path), _seed(seed, path))
-        yield name, model.with_unet(unet)
+            if path in own:  # a parameter of the denoiser itself (PixArt's scale_shift_table)
+                _redraw(own[path], _seed(seed, path))
+            else:
+                reinitialise(denoiser.get_submodule(path), _seed(seed, path))
+        yield name, model.with_denoiser(denoiser)
 
 
 def sanity_rho(trained: torch.Tensor, randomised: torch.Tensor, absolute: bool = False) -> float:

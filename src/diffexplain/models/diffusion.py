@@ -1,8 +1,10 @@
 """``DiffusionModel``: the one adapter explainers use to drive a diffusers text-to-image pipeline.
 
-It uses only the pipeline's public components (tokenizer/text encoder through ``encode_prompt``, UNet,
-scheduler, VAE); it never copies a pipeline's ``__call__``. Every UNet evaluation is batched and guided:
-the unconditional and conditional halves of classifier-free guidance go through the UNet in one call.
+It uses only the pipeline's public components (tokenizer/text encoder through ``encode_prompt``, the denoiser — a
+UNet or a transformer, see :mod:`diffexplain.models.denoisers` —, scheduler, VAE); it never copies a pipeline's
+``__call__``. Every denoiser evaluation is batched and guided: the unconditional and conditional halves of
+classifier-free guidance go through the denoiser in one call. Latents are always on the unpacked latent grid
+[C, h, w], whatever the family's token layout.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 
 from diffexplain.errors import check
+from diffexplain.models.denoisers import denoiser_for
 from diffexplain.models.loading import load_pipeline
-from diffexplain.models.schedulers import is_sigma_space, step_parameters, swap_scheduler
+from diffexplain.models.schedulers import is_flow_matching, is_sigma_space, step_parameters, swap_scheduler
 
 if TYPE_CHECKING:
     from diffexplain.schedules import Schedule
@@ -26,13 +29,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class Conditioning:
-    """Text conditioning for one prompt: row 0 unconditional (negative prompt), row 1 conditional."""
+    """Text conditioning for one prompt: row 0 unconditional (negative prompt), row 1 conditional; a single
+    conditional row for guidance-distilled models without true CFG (Flux.1)."""
 
-    embeds: torch.Tensor  # [2, L, D]
-    added: dict[str, torch.Tensor] = field(default_factory=dict)  # SDXL extras, each [2, ...]
+    embeds: torch.Tensor  # [rows, L, D]
+    added: dict[str, torch.Tensor] = field(default_factory=dict)  # the family's extras, each [rows, ...]
+
+    @property
+    def rows(self) -> int:
+        return self.embeds.shape[0]
 
     def expand(self, n: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Rows for a batch of ``n`` latents laid out as [uncond × n, cond × n]."""
+        """Rows for a batch of ``n`` latents laid out as [uncond × n, cond × n] (or [cond × n])."""
 
         def rep(x):
             return x.repeat_interleave(n, dim=0)
@@ -44,7 +52,7 @@ class Conditioning:
 class Trajectory:
     """One sampled denoising trajectory; explainers read it and never re-run it.
 
-    Row i is the i-th UNet evaluation of the sampler: ``latents[i]`` is its input z at ``timesteps[i]``,
+    Row i is the i-th denoiser evaluation of the sampler: ``latents[i]`` is its input z at ``timesteps[i]``,
     ``latents[i + 1]`` the scheduler's output; ``latents[-1]`` is the final latent. Second-order schedulers (Heun,
     KDPM2) evaluate the UNet twice per step: both evaluations are rows (``stages`` 0 then 1), so ``latents[i + 1]``
     after a stage-0 row is the solver's intermediate (predictor) latent and ``explainer.steps`` index evaluations.
@@ -52,9 +60,10 @@ class Trajectory:
     Tensors are float32 on the model's device whatever ``model.dtype`` (the networks run in that dtype; sampling,
     x0/ε and everything scored downstream stay in float32); ``cond`` is in the text encoder's dtype; ``timesteps``
     and the per-row metadata are on the CPU.
-    Latents are on the scheduler's own scale: ``input_scales[i] · latents[i]`` is the UNet input and equals
-    √ᾱ·x0 + √(1−ᾱ)·ε with ᾱ = ``alpha_bars[i]`` (scale 1 for variance-preserving schedulers; 1/√(σ²+1) and
-    ᾱ = 1/(σ²+1) for sigma-space ones, whose latents are x0 + σ·ε).
+    Latents are on the scheduler's own scale: ``input_scales[i] · latents[i]`` equals √ᾱ·x0 + √(1−ᾱ)·ε with
+    ᾱ = ``alpha_bars[i]`` (scale 1 for variance-preserving schedulers; 1/√(σ²+1) and ᾱ = 1/(σ²+1) for sigma-space ones,
+    whose latents are x0 + σ·ε; for flow matching, latents (1−σ)·x0 + σ·ε, scale 1/√((1−σ)²+σ²)). It is the UNet's
+    input for the first two; flow-matching transformers take the latent itself.
     Stochastic schedulers draw their step noise from ``noise_seeds[i]`` (one CPU generator per batch row, all seeded
     alike), so :meth:`DiffusionModel.step` and :meth:`DiffusionModel.rollout` replay the trajectory's own noise.
     """
@@ -69,7 +78,7 @@ class Trajectory:
     cond: Conditioning
     scheduler_states: list = field(repr=False, default_factory=list)  # scheduler as step i sees it
     noise_seeds: torch.Tensor | None = None  # [T] long: the seed of step i's noise
-    input_scales: torch.Tensor | None = None  # [T] float: UNet input = input_scales[i] · latents[i]
+    input_scales: torch.Tensor | None = None  # [T] float: input_scales[i] · latents[i] = √ᾱ·x0 + √(1−ᾱ)·ε
     alpha_bars: torch.Tensor | None = None  # [T] float: the ᾱ the sampler assigns to row i
     stages: torch.Tensor | None = None  # [T] long: 0 = first UNet evaluation of a solver step, 1 = its second
     outputs: torch.Tensor | None = None  # [T, C, h, w] guided model output (in the scheduler's prediction_type)
@@ -122,19 +131,30 @@ def batched_state(scheduler, n: int):
 
 
 class DiffusionModel:
-    """Adapter over a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model).
+    """Adapter over a diffusers text-to-image pipeline: Stable Diffusion 1.x/2.x, SDXL, the embedded Shapes model,
+    SD3/3.5, Flux.1, PixArt-α/Σ (``family``: unet | sd3 | flux | pixart).
 
-    Precision: the text encoder, UNet and VAE run in ``model.dtype`` (SDXL's VAE stays float32 in float16 when its
+    Precision: the text encoder, denoiser and VAE run in ``model.dtype`` (SDXL's VAE stays float32 in float16 when its
     config says ``force_upcast``, as diffusers' SDXL pipeline does); latents, model outputs, ε/x0, scheduler steps
     and decoded images are float32.
+
+    ``guidance_scale`` is the classifier-free guidance scale, except on Flux.1, where it is the distilled guidance
+    embedding of dev (ignored by schnell) and ``true_cfg_scale`` > 1 turns on true CFG against the negative prompt.
+    ``max_sequence_length`` caps the T5 prompt length of SD3, Flux and PixArt (None: the pipeline's default).
     """
 
     def __init__(self, pipe, guidance_scale: float = 7.5, scheduler: str | None = None, resolution: int | None = None,
-                 scheduler_config: dict | None = None, eta: float = 0.0):
+                 scheduler_config: dict | None = None, eta: float = 0.0, true_cfg_scale: float = 1.0,
+                 max_sequence_length: int | None = None):
         check(guidance_scale >= 0, "model.guidance_scale", guidance_scale, "a number >= 0")
         check(eta >= 0, "model.eta", eta, "a number >= 0 (DDIM's η; 0 = deterministic)")
         self.pipe = pipe
+        self.family = denoiser_for(pipe)
+        check(true_cfg_scale == 1.0 or self.family.family == "flux", "model.true_cfg_scale", true_cfg_scale,
+              "1 (true CFG is Flux's; the other families guide with model.guidance_scale)")
         self.guidance_scale = float(guidance_scale)
+        self.true_cfg_scale = float(true_cfg_scale)
+        self.max_sequence_length = max_sequence_length
         swap_scheduler(pipe, scheduler, scheduler_config)
         check(eta == 0 or "eta" in step_parameters(pipe.scheduler), "model.eta", eta,
               f"0 for {type(pipe.scheduler).__name__} (η > 0 needs a scheduler whose step takes it: DDIMScheduler)")
@@ -144,29 +164,47 @@ class DiffusionModel:
                 and getattr(pipe.vae.config, "force_upcast", False):
             pipe.vae.to(torch.float32)  # SDXL's VAE overflows in float16
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-        self.resolution = resolution or pipe.unet.config.sample_size * self.vae_scale
-        check(self.resolution % self.vae_scale == 0, "model.resolution", resolution,
-              f"a multiple of the VAE's downsampling factor {self.vae_scale}")
+        self.resolution = resolution or self.family.default_latent_side() * self.vae_scale
+        multiple = self.vae_scale * (2 if self.family.family == "flux" else 1)  # Flux packs 2x2 latent patches
+        patch = getattr(self.family.module.config, "patch_size", 1) or 1
+        multiple *= patch if self.family.family in ("sd3", "pixart") else 1
+        check(self.resolution % multiple == 0, "model.resolution", resolution,
+              f"a multiple of {multiple} (the VAE's downsampling factor {self.vae_scale}"
+              + (", times the 2x2 packing of Flux)" if self.family.family == "flux" else
+                 f", times the patch size {patch})" if multiple != self.vae_scale else ")"))
 
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "float32", scheduler: str | None = None,
                         guidance_scale: float = 7.5, resolution: int | None = None, load_kwargs: dict | None = None,
-                        scheduler_config: dict | None = None, eta: float = 0.0):
+                        scheduler_config: dict | None = None, eta: float = 0.0, true_cfg_scale: float = 1.0,
+                        max_sequence_length: int | None = None):
         """Load with ``diffusers`` ``from_pretrained`` (a hub id or a local directory) in ``dtype``."""
         pipe = load_pipeline(path, dtype=dtype, **(load_kwargs or {}))
         return cls(pipe, guidance_scale=guidance_scale, scheduler=scheduler, resolution=resolution,
-                   scheduler_config=scheduler_config, eta=eta)
+                   scheduler_config=scheduler_config, eta=eta, true_cfg_scale=true_cfg_scale,
+                   max_sequence_length=max_sequence_length)
 
     # -- components -------------------------------------------------------------------------------
     @property
-    def unet(self):
-        return self.__dict__.get("_unet") or self.pipe.unet
+    def denoiser(self):
+        """The network that predicts the noise (velocity): ``pipe.unet`` or ``pipe.transformer``."""
+        return self.__dict__.get("_denoiser") or self.family.module
 
-    def with_unet(self, unet) -> DiffusionModel:
-        """The same adapter (pipeline, scheduler, guidance) with another UNet, e.g. a re-initialised copy."""
+    def with_denoiser(self, denoiser) -> DiffusionModel:
+        """The same adapter (pipeline, scheduler, guidance) with another denoiser, e.g. a re-initialised copy."""
         other = copy.copy(self)
-        other._unet = unet
+        other._denoiser = denoiser
         return other
+
+    @property
+    def word_tokenizer(self):
+        """The tokenizer of the text tokens the image attends to (CLIP for UNets and SD3, T5 for Flux and PixArt)."""
+        return self.family.word_tokenizer
+
+    @property
+    def cfg_scale(self) -> float:
+        """The classifier-free guidance scale :meth:`guide` applies."""
+        return self.true_cfg_scale if self.family.family == "flux" else self.guidance_scale
 
     @property
     def scheduler(self):
@@ -174,53 +212,53 @@ class DiffusionModel:
 
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        return self.denoiser.device
 
     @property
     def dtype(self) -> torch.dtype:
         """The networks' dtype (``model.dtype``); latents and everything derived from them are float32."""
-        return self.unet.dtype
+        return self.denoiser.dtype
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         side = self.resolution // self.vae_scale
-        return (self.pipe.unet.config.in_channels, side, side)
+        return (self.family.latent_channels(self.family.module), side, side)
 
     def to(self, device) -> DiffusionModel:
         self.pipe.to(device)
-        if "_unet" in self.__dict__:
-            self._unet.to(device)
+        if "_denoiser" in self.__dict__:
+            self._denoiser.to(device)
         return self
 
     # -- building blocks --------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, prompt: str, negative_prompt: str = "") -> Conditioning:
-        """Encode one prompt with its unconditional (negative-prompt) half.
+        """Encode one prompt with its unconditional (negative-prompt) half (none for Flux without true CFG).
 
-        An empty negative prompt is the pipeline's own default: the empty string's embedding for SD 1.x/2.x, zeros
-        for SDXL (``force_zeros_for_empty_prompt``). SDXL adds the pooled embedding of its second text encoder and
-        the time ids (original size, crop (0, 0), target size = ``model.resolution``) to both halves.
+        An empty negative prompt is the pipeline's own default: the empty string's embedding for SD 1.x/2.x, SD3 and
+        PixArt, zeros for SDXL (``force_zeros_for_empty_prompt``). SDXL adds the pooled embedding of its second text
+        encoder and the time ids (original size, crop (0, 0), target size = ``model.resolution``); SD3 and Flux their
+        pooled CLIP projections; PixArt the T5 attention mask; Flux.1-dev its distilled guidance value.
         """
-        out = self.pipe.encode_prompt(prompt=prompt, device=self.device, num_images_per_prompt=1,
-                                      do_classifier_free_guidance=True, negative_prompt=negative_prompt or None)
-        if len(out) == 4:  # SDXL: (embeds, negative, pooled, negative pooled)
-            embeds, neg, pooled, neg_pooled = out
-            side = self.resolution
-            time_ids = torch.tensor([[side, side, 0, 0, side, side]], device=self.device, dtype=embeds.dtype)
-            added = {"text_embeds": torch.cat([neg_pooled, pooled]), "time_ids": time_ids.repeat(2, 1)}
-            return Conditioning(torch.cat([neg, embeds]), added)
-        embeds, neg = out
-        return Conditioning(torch.cat([neg, embeds]))
+        rows = self.family.rows(self.true_cfg_scale)
+        embeds, added = self.family.encode(prompt, negative_prompt, self.device, self.resolution, rows,
+                                           self.max_sequence_length, self.guidance_scale)
+        return Conditioning(embeds, added)
 
     def noise_level(self, t) -> tuple[float, float]:
-        """``(c, ᾱ)`` of timestep ``t`` under this model's sampler: the UNet input c·z equals √ᾱ·x0 + √(1−ᾱ)·ε.
+        """``(c, ᾱ)`` of timestep ``t`` under this model's sampler: c·z equals √ᾱ·x0 + √(1−ᾱ)·ε.
 
-        Variance-preserving schedulers: c = 1 and ᾱ_t of the training schedule. Sigma-space schedulers:
+        Variance-preserving schedulers: c = 1 and ᾱ_t of the training schedule. Flow matching (z = (1−σ)·x0 + σ·ε,
+        σ = t / num_train_timesteps): c = 1/√((1−σ)²+σ²), ᾱ = c²·(1−σ)². Sigma-space schedulers:
         c = 1/√(σ²+1) and ᾱ = c², with the σ the sampler used at ``t`` when this model generated through ``t`` (read
         from the scheduler, since KDPM2 interpolates σ between steps). Where two rows of a schedule share a timestep
         they share this level, the first row's (Heun's repeated timesteps have one σ; KDPM2 ancestral's last two
         rows, both clipped to t = 0, are 1e-7 apart), so a timestep's UNet evaluation is one function of t.
         """
+        if is_flow_matching(self.scheduler):
+            sigma = float(t) / self.scheduler.config.num_train_timesteps
+            c = 1.0 / math.sqrt((1 - sigma) ** 2 + sigma ** 2)
+            return c, (c * (1 - sigma)) ** 2
         if not is_sigma_space(self.scheduler):
             return 1.0, float(self.scheduler.alphas_cumprod[int(t)])
         c = self._input_scales.get(float(t))
@@ -231,8 +269,8 @@ class DiffusionModel:
 
     def noise_latent(self, trajectory: Trajectory, i: int, generator: torch.Generator) -> torch.Tensor:
         """The pure-noise latent at row ``i`` [C, h, w] (float32, on the model's device): the noise part of z_i with
-        the clean signal removed, on the latents' own scale. The UNet input c·z = √ᾱ·x0 + √(1−ᾱ)·ε, so the noise
-        part in latent units is √(1−ᾱ)·ε / c (√(1−ᾱ)·ε for variance-preserving schedulers, σ·ε in sigma space);
+        the clean signal removed, on the latents' own scale. c·z = √ᾱ·x0 + √(1−ᾱ)·ε, so the noise part in latent
+        units is √(1−ᾱ)·ε / c (√(1−ᾱ)·ε for variance-preserving schedulers, σ·ε in sigma space and flow matching);
         ε ~ N(0, I) is drawn from ``generator`` (CPU) so a seed gives the same noise on every device."""
         if trajectory.input_scales is not None and trajectory.alpha_bars is not None:
             c, alpha_bar = float(trajectory.input_scales[i]), float(trajectory.alpha_bars[i])
@@ -241,29 +279,38 @@ class DiffusionModel:
         eps = torch.randn(tuple(trajectory.latents.shape[1:]), generator=generator, dtype=torch.float32)
         return (eps * (max(1.0 - alpha_bar, 0.0) ** 0.5 / c)).to(self.device)
 
+    def input_scale(self, t) -> float:
+        """The factor the scheduler's ``scale_model_input`` applies to latents at ``t`` (1 for flow matching)."""
+        return 1.0 if is_flow_matching(self.scheduler) else self.noise_level(t)[0]
+
     def unet_halves(self, latents: torch.Tensor, t, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batched UNet call on the guidance batch [latents; latents] [2N, C, h, w] at timestep ``t``.
+        """One batched denoiser call on the guidance batch [latents; latents] [2N, C, h, w] at timestep ``t``.
 
         Returns the raw (unguided) model outputs ``(uncond, text)``, each [N, C, h, w] float32, in the scheduler's
-        ``prediction_type``. The input is scaled as the scheduler's ``scale_model_input`` does and cast to the
-        UNet's dtype. Gradients flow if enabled by the caller.
+        ``prediction_type`` (the velocity for flow matching). The input is scaled as the scheduler's
+        ``scale_model_input`` does and cast to the denoiser's dtype. Without an unconditional row (Flux.1 without
+        true CFG) the batch is [latents] and both halves are its output. Gradients flow if enabled by the caller.
         """
         n, dtype = latents.shape[0], self.dtype
         embeds, added = cond.expand(n)
-        scale = self.noise_level(t)[0]
-        x = torch.cat([latents, latents]).float()
+        scale = self.input_scale(t)
+        x = torch.cat([latents] * cond.rows).float()
         x = (x * scale if scale != 1.0 else x).to(dtype)
-        kwargs = {"added_cond_kwargs": {k: v.to(dtype) for k, v in added.items()}} if added else {}
-        out = self.unet(x, t, encoder_hidden_states=embeds.to(dtype), return_dict=False, **kwargs)[0].float()
+        added = {k: v.to(dtype) if v.is_floating_point() else v for k, v in added.items()}
+        out = self.family.forward(self.denoiser, x, t, embeds.to(dtype), added).float()
+        if cond.rows == 1:
+            return out, out
         uncond, text = out.chunk(2)
         return uncond, text
 
     def guide(self, uncond: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """Classifier-free guidance: uncond + g · (text − uncond)."""
-        return uncond + self.guidance_scale * (text - uncond)
+        """Classifier-free guidance: uncond + g · (text − uncond) (``text`` itself when both are one output)."""
+        if uncond is text:
+            return text
+        return uncond + self.cfg_scale * (text - uncond)
 
     def unet_output(self, latents: torch.Tensor, t, cond: Conditioning) -> torch.Tensor:
-        """One batched guided UNet evaluation of ``latents`` [N, C, h, w] at timestep ``t``.
+        """One batched guided denoiser evaluation of ``latents`` [N, C, h, w] at timestep ``t``.
 
         Returns the guided model output (float32, in the scheduler's ``prediction_type``):
         out_uncond + g · (out_text − out_uncond). Gradients flow if enabled by the caller.
@@ -272,7 +319,12 @@ class DiffusionModel:
 
     def eps_and_x0(self, output: torch.Tensor, latents: torch.Tensor, t) -> tuple[torch.Tensor, torch.Tensor]:
         """Noise prediction and x0-prediction (float32) from a model output of any ``prediction_type``, for latents
-        on the scheduler's scale (see :meth:`noise_level`; for sigma-space schedulers x0 = x − σ·ε)."""
+        on the scheduler's scale (see :meth:`noise_level`; for sigma-space schedulers x0 = x − σ·ε; for flow matching,
+        velocity v = ε − x0: x0 = z − σ·v, ε = z + (1−σ)·v)."""
+        if is_flow_matching(self.scheduler):
+            sigma = float(t) / self.scheduler.config.num_train_timesteps
+            z, v = latents.float(), output.float()
+            return z + (1 - sigma) * v, z - sigma * v
         c, a = self.noise_level(t)
         z, output = latents.float() * c, output.float()
         sa, sb = math.sqrt(a), math.sqrt(1 - a)
@@ -331,8 +383,8 @@ class DiffusionModel:
             shape = (1, -1, 1, 1)
             z = z * torch.tensor(std, device=z.device).view(shape) / config.scaling_factor \
                 + torch.tensor(mean, device=z.device).view(shape)
-        else:
-            z = z / config.scaling_factor
+        else:  # SD3 and Flux VAEs also shift their latents
+            z = z / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
         return z.to(self.pipe.vae.dtype)
 
     @torch.no_grad()
@@ -350,16 +402,23 @@ class DiffusionModel:
         gives the same noise on every device."""
         g = torch.Generator("cpu").manual_seed(int(seed))
         z = torch.randn((1, *self.latent_shape), generator=g, dtype=torch.float32)
-        return (z * float(self.scheduler.init_noise_sigma)).to(self.device)
+        return (z * float(getattr(self.scheduler, "init_noise_sigma", 1.0))).to(self.device)
 
     # -- sampling ---------------------------------------------------------------------------------
+    def apply_schedule(self, schedule: Schedule, scheduler=None) -> list[int | float]:
+        """Set ``schedule`` on ``scheduler`` (this model's by default) with the arguments the family's own pipeline
+        adds (Flux: its sigmas and resolution shift); returns the timesteps, one per denoiser evaluation."""
+        scheduler = self.scheduler if scheduler is None else scheduler
+        kwargs = self.family.schedule_kwargs(schedule.num_steps, self.latent_shape[1:])
+        return schedule.apply(scheduler, device=self.device, **kwargs)
+
     @torch.no_grad()
     def generate(self, prompt: str, seed: int, schedule: Schedule, negative_prompt: str = "") -> Trajectory:
         """Sample once and keep every UNet evaluation's timestep, latent, guided ε and x0-prediction, the solver
         state before each step and the step noise seeds (see :class:`Trajectory`)."""
         cond = self.encode(prompt, negative_prompt)
         scheduler = self.scheduler
-        schedule.apply(scheduler, device=self.device)
+        self.apply_schedule(schedule, scheduler)
         timesteps = scheduler.timesteps.clone()
         seeds = noise_seeds(seed, len(timesteps))
         sigma_space = is_sigma_space(scheduler)
@@ -370,7 +429,8 @@ class DiffusionModel:
         scales: dict[float, float] = {}
         for i, t in enumerate(timesteps):
             rows["stages"].append(0 if getattr(scheduler, "state_in_first_order", True) else 1)
-            scale = float(scheduler.scale_model_input(one, t)[0])  # also advances the sampler's own bookkeeping
+            # also advances the sampler's own bookkeeping (flow-matching schedulers have no input scaling)
+            scale = float(scheduler.scale_model_input(one, t)[0]) if hasattr(scheduler, "scale_model_input") else 1.0
             if sigma_space:
                 self._input_scales[float(t)] = scales.setdefault(float(t), scale)
             level = self.noise_level(t)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import torch
 from diffusers import DiffusionPipeline
@@ -18,6 +20,17 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+def absent_components(directory: str) -> dict[str, None]:
+    """``{name: None}`` for the components a saved pipeline was built without (``[null, null]`` in its
+    model_index.json, e.g. SD3 without its T5 encoder): diffusers saves them so but only loads them when told."""
+    index = Path(directory) / "model_index.json"
+    if not index.is_file():
+        return {}
+    entries = json.loads(index.read_text())
+    return {name: None for name, value in entries.items()
+            if not name.startswith("_") and isinstance(value, list) and value == [None, None]}
+
+
 def load_pipeline(path_or_hub_id: str, dtype: str = "float32", device: str | torch.device | None = None, **kwargs):
     """``DiffusionPipeline.from_pretrained`` for a local directory or a hub id, in ``dtype``, on ``device``.
 
@@ -30,6 +43,8 @@ def load_pipeline(path_or_hub_id: str, dtype: str = "float32", device: str | tor
     transformers.utils.logging.disable_progress_bar()
     torch_dtype_ = torch_dtype(dtype)
     local = os.path.isdir(path_or_hub_id)
+    if local:
+        kwargs = {**absent_components(path_or_hub_id), **kwargs}
     try:
         pipe = DiffusionPipeline.from_pretrained(path_or_hub_id, dtype=torch_dtype_, **kwargs)
     except (OSError, ValueError) as e:  # missing directory, unknown or malformed hub id

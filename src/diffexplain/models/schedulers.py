@@ -13,6 +13,9 @@ Families, all handled by :class:`~diffexplain.models.DiffusionModel`:
 - stochastic (DDPM, Euler/KDPM2 ancestral, DDIM with ``model.eta > 0``, the ``sde-`` DPM-Solver variants): noise is
   drawn in ``step`` from seeds the trajectory records, so explainers replay it.
 
+Flow-matching pipelines (SD3, Flux) keep their own ``FlowMatchEulerDiscreteScheduler`` (its config can still be
+overridden); diffusion samplers are refused on them, and flow-matching samplers on diffusion models.
+
 Not offered: ``EDMEulerScheduler`` (EDM preconditioning: it feeds the UNet log-σ "timesteps" that DDPM-trained SD
 models never saw) and ``DPMSolverSDEScheduler`` (needs the ``torchsde`` package, which is not a dependency).
 """
@@ -46,6 +49,9 @@ def swap_scheduler(pipe, name: str | None, overrides: dict | None = None):
     if name is None and not overrides:
         return pipe.scheduler
     cls = type(pipe.scheduler) if name is None else scheduler_class(name)
+    check(is_flow_matching(pipe.scheduler) == cls.__name__.startswith("FlowMatch"), "model.scheduler", name,
+          f"null: this model was trained for {type(pipe.scheduler).__name__}, and flow-matching and diffusion "
+          "samplers do not swap")
     overrides = dict(overrides or {})
     known = set(inspect.signature(cls.__init__).parameters) - {"self"}
     for key in overrides:
@@ -54,9 +60,14 @@ def swap_scheduler(pipe, name: str | None, overrides: dict | None = None):
     return pipe.scheduler
 
 
+def is_flow_matching(scheduler) -> bool:
+    """Whether the scheduler samples a rectified flow (SD3, Flux): z = (1−σ)·x0 + σ·ε, the model predicts v = ε − x0."""
+    return type(scheduler).__name__.startswith("FlowMatch")
+
+
 def is_sigma_space(scheduler) -> bool:
     """Whether latents live on the σ scale (x = x0 + σ·ε, Karras et al.) rather than the ᾱ scale."""
-    return float(scheduler.init_noise_sigma) != 1.0
+    return float(getattr(scheduler, "init_noise_sigma", 1.0)) != 1.0
 
 
 def step_parameters(scheduler) -> set[str]:

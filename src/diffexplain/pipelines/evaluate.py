@@ -142,7 +142,7 @@ class EvaluatePipeline(ExplainPipeline):
         runner's bar follows what the items really report."""
         o = self.options
         cascade = o.sanity and o.sanity_stages == "cascade"
-        stages = len(randomisation_stages(self.explainer.model.unet)) if cascade else 1
+        stages = len(randomisation_stages(self.explainer.model.denoiser)) if cascade else 1
         reruns = stages if o.sanity or "randomised" in o.controls else 0
         reruns += 1 if o.sanity and is_sampled(self.explainer) else 0
         return super().work_units() + len(self.steps) * (1 + reruns)
@@ -180,7 +180,7 @@ class EvaluatePipeline(ExplainPipeline):
                 base[c] = torch.stack([input_maps(traj.latents[i], (c,))[c].cpu() for i in self.steps])
         stages = self.randomised_maps(model, traj, control="randomised" in pending)
         if "randomised" in pending:
-            base["randomised"] = stages[randomisation_stages(model.unet)[-1][0]]
+            base["randomised"] = stages[randomisation_stages(model.denoiser)[-1][0]]
         fresh: dict[str, list[dict]] = {b: [] for b in pending}
         for k, i in enumerate(self.steps):
             t = out.timesteps[i]
@@ -240,7 +240,7 @@ class EvaluatePipeline(ExplainPipeline):
         if not (o.sanity or control):
             return {}
         every = o.sanity and o.sanity_stages == "cascade"
-        last = randomisation_stages(model.unet)[-1][0]
+        last = randomisation_stages(model.denoiser)[-1][0]
         out = {}
         for stage, randomised in cascading_randomisation(model, seed=self.explainer.seed):
             if not every and stage != last:

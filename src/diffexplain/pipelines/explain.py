@@ -97,7 +97,7 @@ class ExplainPipeline(Pipeline):
         self.explainer = self.make_explainer(model=model, similarity=self.similarity)
         if not self.explainer.uses_similarity(vars(self.explainer)):
             self.similarity = None  # no part of the results: the rows name none
-        self.num_steps = len(self.schedule.apply(copy.deepcopy(model.scheduler)))
+        self.num_steps = len(model.apply_schedule(self.schedule, copy.deepcopy(model.scheduler)))
         self.steps = resolve_steps(self.explainer.steps, self.num_steps)
 
     def describe(self) -> dict:

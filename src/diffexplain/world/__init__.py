@@ -17,7 +17,7 @@ from diffexplain.world.scenes import (
 )
 from diffexplain.world.segment import detect_objects, segment
 
-_TOKENIZER = ("GRAMMAR_WORDS", "build_vocab", "load_tokenizer")
+_TOKENIZER = ("GRAMMAR_WORDS", "build_t5_vocab", "build_vocab", "load_t5_tokenizer", "load_tokenizer")
 
 
 def __getattr__(name: str):
@@ -35,9 +35,11 @@ __all__ = [
     "Scene",
     "SceneObject",
     "all_prompts",
+    "build_t5_vocab",
     "build_vocab",
     "detect_objects",
     "draw_mask",
+    "load_t5_tokenizer",
     "load_tokenizer",
     "parse_prompt",
     "prompt_for",
