@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffexplain.errors import UserError
-from diffexplain.explainers import RISE
+from diffexplain.explainers import RISE, GradientShapExplainer, IntegratedGradientsExplainer, StepOutcome
 from diffexplain.metrics.games import play_games
 from diffexplain.models.batching import BatchSize, is_out_of_memory
 from diffexplain.models.outcomes import Outcome
@@ -65,6 +65,27 @@ def test_rise_auto_gives_the_fixed_batch_map_after_an_out_of_memory(tiny, traj, 
     assert auto.batch.used == 16 and auto.last_stats[2]["batch_size_used"] == 16
 
 
+@pytest.mark.parametrize("cls, kwargs, fixed_size", [
+    (IntegratedGradientsExplainer, {"n_steps": 32}, 64),  # auto hands Captum the batches of 64 (AUTO_BATCH_START)
+    (GradientShapExplainer, {"n_samples": 32, "stdevs": 0.1}, 8),  # draws made up front: no size matters
+], ids=["integrated_gradients", "gradient_shap"])
+def test_captum_auto_gives_the_fixed_batch_map_after_an_out_of_memory(tiny, traj, monkeypatch, cls, kwargs,
+                                                                       fixed_size):
+    fixed = cls(tiny, SSIM(), internal_batch_size=fixed_size, seed=3, **kwargs).explain(traj, [2])
+    score = StepOutcome.score
+
+    def small_only(self, z):
+        if len(z) > 16:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return score(self, z)
+
+    monkeypatch.setattr(StepOutcome, "score", small_only)
+    auto = cls(tiny, SSIM(), internal_batch_size="auto", seed=3, **kwargs)
+    # bitwise on the CPU; atol for kernels whose per-latent results depend on the batch
+    torch.testing.assert_close(auto.explain(traj, [2]), fixed, rtol=0, atol=1e-6)
+    assert auto.batch.used == 16 and auto.last_stats[2]["batch_size_used"] == 16
+
+
 def test_games_auto_give_the_fixed_batch_curves_after_an_out_of_memory(tiny, traj):
     outcome = Outcome(tiny, traj, 1, "output")
     maps = {"a": torch.rand(8, 8, generator=torch.Generator().manual_seed(0))}
@@ -94,6 +115,9 @@ def test_validation_accepts_auto_and_refuses_the_rest():
 
     check_node("evaluate", {"batch_size": "auto"}, EVALUATE)
     check_node("explainer", {"batch_size": "auto"}, SPECS["diffexplain.explainers.RISE"])
+    check_node("explainer", {"internal_batch_size": "auto"}, SPECS["diffexplain.explainers.LimeExplainer"])
+    with pytest.raises(UserError, match="explainer.internal_batch_size.*auto"):
+        check_node("explainer", {"internal_batch_size": 0}, SPECS["diffexplain.explainers.OcclusionExplainer"])
     for bad in (0, "big", True):
         with pytest.raises(UserError, match="evaluate.batch_size.*auto"):
             check_node("evaluate", {"batch_size": bad}, EVALUATE)

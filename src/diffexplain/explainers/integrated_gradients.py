@@ -27,4 +27,4 @@ class IntegratedGradientsExplainer(CaptumExplainer):
     def attribute(self, forward: StepOutcome, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return IntegratedGradients(forward).attribute(
             z, baselines=self.baselines(z, generator), n_steps=self.n_steps, method=self.method,
-            internal_batch_size=self.internal_batch_size)
+            internal_batch_size=self.per_call)

@@ -57,4 +57,4 @@ class LimeExplainer(CaptumExplainer):
         lime = Lime(forward, interpretable_model=SkLearnLasso(alpha=self.alpha))
         return lime.attribute(z, baselines=self.baselines(z, generator), n_samples=self.n_samples,
                               feature_mask=self.feature_mask(forward.trajectory, forward.i),
-                              perturbations_per_eval=self.internal_batch_size)
+                              perturbations_per_eval=self.per_call)

@@ -28,4 +28,4 @@ class OcclusionExplainer(CaptumExplainer):
         c = z.shape[1]
         return Occlusion(forward).attribute(
             z, sliding_window_shapes=(c, self.window, self.window), strides=(c, self.stride, self.stride),
-            baselines=self.baselines(z, generator), perturbations_per_eval=self.internal_batch_size)
+            baselines=self.baselines(z, generator), perturbations_per_eval=self.per_call)
