@@ -8,14 +8,20 @@ distance at which it reaches 1/e.
 
 Any ``nn.Module`` returning [B, D, h, w] features (h·w > 1) can be plugged in as ``feature_net``,
 e.g. Inception's conv layers before the first pooling, through Hydra:
-``feature_net: {_target_: mypackage.InceptionConvFeatures}``.  Without one, a fixed random conv net is used;
-the ``similarity=fid`` config plugs in the embedded Shapes classifier's conv features.
+``feature_net: {_target_: mypackage.InceptionConvFeatures}``.  Without one, a fixed random conv net is used.
+The ``similarity=fid`` config chooses with ``features`` (:mod:`diffexplain.similarity.features`): ``shapes`` uses
+``feature_net`` (there the embedded Shapes classifier's conv features), ``dinov2`` DINOv2's patch features from
+``dinov2_path``, ``auto`` the former on the Shapes world (``model=shapes | shapes_grounded`` or a model in
+``models_dir/shapes-*``) and the latter on any other model: the Shapes CNN judges another model's images only when
+asked for by name (``similarity.features=shapes``).
 """
 import torch
 from torch import Tensor, nn
 
+from diffexplain.config.options import DINOV2_HUB_ID, FID_FEATURES, fid_features, shapes_world
 from diffexplain.errors import check
 from diffexplain.similarity.base import Similarity, pair
+from diffexplain.similarity.features import dinov2_features, hydra_model_choice
 
 
 class RandomConvFeatures(nn.Module):
@@ -48,10 +54,25 @@ class SingleImageFID(Similarity):
     has_map = False
     domain = "image"
 
-    def __init__(self, feature_net: nn.Module | None = None, scale: float = 1.0, eps: float = 1e-6):
+    def __init__(self, feature_net: nn.Module | None = None, scale: float = 1.0, eps: float = 1e-6,
+                 features: str | None = None, dinov2_path: str = DINOV2_HUB_ID, model_path: str | None = None,
+                 models_dir: str | None = None):
+        """``features=None``: ``feature_net`` as given (fixed random convs without one). ``auto | shapes | dinov2``
+        choose as the module docstring says; ``auto`` decides on the running job's ``model=`` choice, ``model_path``
+        and ``models_dir``. ``self.features`` names the network used."""
         super().__init__()
         check(scale > 0, "similarity.scale", scale, "must be > 0")
         check(eps > 0, "similarity.eps", eps, "must be > 0")
+        check(features is None or features in FID_FEATURES, "similarity.features", features,
+              f"one of {list(FID_FEATURES)} (auto: shapes on the Shapes models, dinov2 on any other)")
+        if features is not None:
+            features = fid_features(features, shapes_world(hydra_model_choice(), model_path, models_dir))
+        if features == "dinov2":
+            feature_net = dinov2_features(dinov2_path)
+        check(features != "shapes" or feature_net is not None, "similarity.feature_net", None,
+              "the Shapes classifier's features node for similarity.features=shapes "
+              "({_target_: diffexplain.world.classifier.classifier_features, path: ...})")
+        self.features = features or ("random" if feature_net is None else type(feature_net).__name__)
         self.feature_net = RandomConvFeatures() if feature_net is None else feature_net
         self.scale, self.eps = scale, eps
 
