@@ -36,7 +36,8 @@ def test_every_shipped_choice_validates_and_has_a_spec(group, name, tmp_path, mo
         (tmp_path / label).mkdir()
         Image.new("RGB", (8, 8)).save(tmp_path / label / "0.png")
     extra = {"coco_captions": ["data.prompt_file=README.md"], "report": [f"sweep_dir={ROOT}"],
-             "imagefolder": [f"data.root={tmp_path}"], "hf": [f"classifier.path={tmp_path}"]}.get(name, [])
+             "imagefolder": [f"data.root={tmp_path}"], "hf": [f"classifier.path={tmp_path}"],
+             "concept_attention": ["model=tiny", "model.variant=flux"]}.get(name, [])  # joint attention only
     cfg = composed(f"{group}={name}", *extra)
     node = cfg[group] if group in cfg else None
     if node is not None and "_target_" in node:

@@ -234,11 +234,13 @@ SPECS: dict[str, dict] = {
     # model
     "diffexplain.models.DiffusionModel.from_pretrained": {
         "path": string(), "dtype": DTYPE, "scheduler": SCHEDULER, "scheduler_config": FREE, "eta": number(0, 1),
-        "guidance_scale": GUIDANCE, "resolution": integer(*_options.RESOLUTION, null=True), "load_kwargs": FREE},
+        "guidance_scale": GUIDANCE, "resolution": integer(*_options.RESOLUTION, null=True), "load_kwargs": FREE,
+        "true_cfg_scale": GUIDANCE, "max_sequence_length": integer(1, null=True)},
     "diffexplain.models.tiny_model": {"seed": SEED, "guidance_scale": GUIDANCE, "scheduler": SCHEDULER,
                                       "variant": choice(*_options.MODEL_VARIANTS), "dtype": DTYPE,
-                                      "scheduler_config": FREE,
-                                      "eta": number(0, 1)},
+                                      "scheduler_config": FREE, "eta": number(0, 1),
+                                      "resolution": integer(*_options.RESOLUTION, null=True),
+                                      "true_cfg_scale": GUIDANCE},
     # data
     "diffexplain.runner.data.PromptDataModule": {
         "prompts": str_list(null=True), "prompt_file": prompt_file, "num_prompts": integer(1, null=True),
@@ -264,6 +266,9 @@ SPECS: dict[str, dict] = {
         "target": choice(*_options.GRADIENT_TARGETS),
         "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
     "diffexplain.explainers.CrossAttentionExplainer": {
+        "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
+    "diffexplain.explainers.ConceptAttentionExplainer": {
+        "concepts": str_list(nonempty=False), "layers": int_list(0, null=True),
         "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
     "diffexplain.explainers.IntegratedGradientsExplainer": {
         "n_steps": integer(1), "method": choice(*_options.IG_METHODS), **CAPTUM_COMMON},
@@ -615,7 +620,7 @@ def configured_scheduler(model: dict) -> str | None:
     if model.get("scheduler"):
         return model["scheduler"]
     if model.get("_target_", "").endswith("tiny_model"):
-        return "EulerDiscreteScheduler" if model.get("variant") == "sdxl" else "DDIMScheduler"
+        return _options.TINY_SCHEDULERS.get(model.get("variant", "sd"), "DDIMScheduler")
     config = Path(str(model.get("path", ""))) / "scheduler" / "scheduler_config.json"
     try:
         return json.loads(config.read_text()).get("_class_name")
@@ -632,8 +637,10 @@ def check_custom_timesteps(model: dict | None, schedule: dict | None) -> None:
         return
     from diffexplain.schedules import TIMESTEP_SCHEDULERS
 
+    chosen = _choices().get("schedule") or schedule["_target_"].rsplit(".", 1)[-1]
+    check(not name.startswith("FlowMatch"), "schedule", chosen,
+          f"uniform for {name} (flow matching takes the model's own shifted sigma schedule)")
     if name not in TIMESTEP_SCHEDULERS:
-        chosen = _choices().get("schedule") or schedule["_target_"].rsplit(".", 1)[-1]
         raise UserError("model.scheduler", name, f"a scheduler that takes custom timesteps (schedule={chosen} sets "
                         f"them): {', '.join(TIMESTEP_SCHEDULERS)}")
 
@@ -711,11 +718,11 @@ def check_pipeline_dir(root: Path, key: str, value, skip=()) -> dict:
 
 
 class ModelInfo:
-    """What validation knows of a model without loading it: its latent side and its UNet's config (None for a
-    transformer)."""
+    """What validation knows of a model without loading it: its latent side, its UNet's config (None for a
+    transformer) and its denoiser family (unet | sd3 | flux | pixart; None if unknown)."""
 
-    def __init__(self, latent_side: int, unet: dict | None):
-        self.latent_side, self.unet = latent_side, unet
+    def __init__(self, latent_side: int, unet: dict | None, family: str | None = "unet"):
+        self.latent_side, self.unet, self.family = latent_side, unet, family
 
 
 def vae_factor(vae: dict) -> int:
@@ -730,8 +737,12 @@ def model_info(model: dict | None) -> ModelInfo | None:
         return None
     target = model.get("_target_", "")
     if target.endswith("tiny_model"):
-        unet = _options.TINY_UNETS.get(model.get("variant"))
-        return ModelInfo(unet["sample_size"], unet) if unet else None
+        variant = model.get("variant", "sd")
+        unet = _options.TINY_UNETS.get(variant)
+        side = (model.get("resolution") or _options.TINY_VAE["sample_size"]) // vae_factor(_options.TINY_VAE)
+        if variant in _options.TRANSFORMER_VARIANTS:
+            return ModelInfo(side, None, variant)
+        return ModelInfo(side, unet) if unet else None
     if not target.endswith("DiffusionModel.from_pretrained"):
         return None
     path = model.get("path")
@@ -755,7 +766,8 @@ def model_info(model: dict | None) -> ModelInfo | None:
     check(resolution % factor == 0, "model.resolution", resolution,
           f"a multiple of the VAE's downsampling factor {factor} (this model's images are "
           f"{(sample_size or 0) * factor}x{(sample_size or 0) * factor})")
-    return ModelInfo(resolution // factor, config if denoiser == "unet" else None)
+    family = "unet" if denoiser == "unet" else _options.TRANSFORMER_FAMILIES.get(config.get("_class_name"))
+    return ModelInfo(resolution // factor, config if denoiser == "unet" else None, family)
 
 
 # -- DF-CAM's modules, from the UNet's config (UNet2DConditionModel's structure, without building it) ----------------
@@ -851,6 +863,16 @@ def check_cam_modules(explainer: dict | None, info: ModelInfo | None) -> None:
                     f"'up_blocks.*.resnets.*' or 'mid_block.resnets.0'; this UNet has {', '.join(blocks)}")
 
 
+def check_concept_attention(explainer: dict | None, info: ModelInfo | None) -> None:
+    """ConceptAttention needs joint attention: refused on UNets and PixArt."""
+    if not explainer or not explainer.get("_target_", "").endswith("ConceptAttentionExplainer") or info is None \
+            or info.family is None:
+        return
+    check(info.family in _options.CONCEPT_ATTENTION_FAMILIES, "explainer", "concept_attention",
+          "an explainer this model supports: concept_attention needs joint attention (SD3/SD3.5, Flux.1; "
+          f"model=tiny model.variant=sd3|flux); this model's denoiser is a {info.family}")
+
+
 def check_latent_windows(explainer: dict | None, info: ModelInfo | None) -> None:
     """Windows on the latent grid must fit in it (latent side = resolution / the VAE's downsampling factor)."""
     if not explainer or info is None:
@@ -937,6 +959,7 @@ def cross_checks(nodes: dict) -> None:
     info = None if writes_model else model_info(nodes.get("model"))  # train_world writes the model it would check
     check_latent_windows(nodes.get("explainer"), info)
     check_cam_modules(nodes.get("explainer"), info)
+    check_concept_attention(nodes.get("explainer"), info)
     check_custom_timesteps(nodes.get("model"), nodes.get("schedule"))
     check_class_labels(nodes)
     explainer, schedule, similarity = nodes.get("explainer"), nodes.get("schedule"), nodes.get("similarity")

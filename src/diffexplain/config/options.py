@@ -20,6 +20,7 @@ DTYPES = ("float32", "float16", "bfloat16")        # model.dtype
 MODEL_VARIANTS = ("sd", "sd2", "sdxl", "sd3", "flux", "pixart")  # model=tiny model.variant
 TRANSFORMER_VARIANTS = ("sd3", "flux", "pixart")  # the tiny variants with a transformer denoiser
 DENOISER_FAMILIES = ("unet", "sd3", "flux", "pixart")  # models/denoisers.py: one adapter per family
+CONCEPT_ATTENTION_FAMILIES = ("sd3", "flux")    # explainer=concept_attention: joint attention only
 GUIDANCE_MAX = 100.0                               # model.guidance_scale in [0, 100]
 RESOLUTION = (8, 4096)                             # model.resolution
 NUM_TRAIN_TIMESTEPS = 1000                         # schedule.timesteps lie in [0, 1000)
@@ -75,6 +76,10 @@ TINY_TRANSFORMERS = {
 }
 TINY_T5 = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4, "relative_attention_num_buckets": 8}
 TINY_MAX_SEQUENCE_LENGTH = 16  # the T5 prompt length of the tiny transformer pipelines
+TINY_SCHEDULERS = {"sdxl": "EulerDiscreteScheduler", "sd3": "FlowMatchEulerDiscreteScheduler",
+                   "flux": "FlowMatchEulerDiscreteScheduler", "pixart": "DPMSolverMultistepScheduler"}  # else DDIM
+TRANSFORMER_FAMILIES = {"SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
+                        "PixArtTransformer2DModel": "pixart"}  # a saved transformer's _class_name → its family
 
 # -- data and schedules -----------------------------------------------------------------------------------------------
 NUM_OBJECTS = (1, 2)                               # data.num_objects (or null: both)
@@ -99,6 +104,10 @@ CAM_MODULE_SETS = {
     "paper": ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*.downsamplers.*",
               "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*"),
 }
+# DF-CAM's ``paper`` rule on transformers (no resnets or samplers there): every block's image-stream output
+CAM_TRANSFORMER_RULES = {"sd3": ("transformer_blocks.*",),
+                         "flux": ("transformer_blocks.*", "single_transformer_blocks.*"),
+                         "pixart": ("transformer_blocks.*",)}
 CLASSIFIER_METHODS = ("integrated_gradients", "gradient_shap", "occlusion")  # pipeline=noised_classifier attribute
 
 
@@ -108,9 +117,11 @@ def module_matches(name: str, pattern: str) -> bool:
     return len(parts) == len(pats) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, pats))
 
 
-def module_patterns(modules) -> list[str]:
-    """``explainer.modules`` (a pattern, a shorthand or a list of them) as a list of dotted patterns."""
-    return [p for m in ([modules] if isinstance(modules, str) else modules) for p in CAM_MODULE_SETS.get(m, (m,))]
+def module_patterns(modules, family: str = "unet") -> list[str]:
+    """``explainer.modules`` (a pattern, a shorthand or a list of them) as a list of dotted patterns; ``paper`` on a
+    transformer ``family`` is its rule in :data:`CAM_TRANSFORMER_RULES`."""
+    sets = CAM_MODULE_SETS if family == "unet" else {"paper": CAM_TRANSFORMER_RULES[family]}
+    return [p for m in ([modules] if isinstance(modules, str) else modules) for p in sets.get(m, (m,))]
 
 
 # -- similarities -----------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``explainer=cam``: DF-CAM — Grad-CAM on UNet modules at one denoising step (Park et al., 2024).
+"""``explainer=cam``: DF-CAM — Grad-CAM on denoiser modules at one denoising step (Park et al., 2024).
 
 One forward with gradients at (z_t, t) with forward hooks on the chosen modules, one ``autograd.grad`` of the
 target for all of them. Guidance is applied exactly once: the activations A of both guidance halves are combined
@@ -14,7 +14,10 @@ Modules (``explainer.modules``): name patterns over ``unet.named_modules()`` (``
 shorthands ``resnets`` (every resnet) and ``paper`` (the default; the authors' set, resolved for any diffusers UNet:
 every down/up-block resnet, attention (``Transformer2DModel``) and down/upsampler, and the mid block's resnets but
 not its attention — 43 modules on SD 1.x: 22 resnets + 15 attentions + 6 samplers; 16 on the embedded Shapes model).
-Any module with a spatial output can be hooked; :meth:`DFCAM.describe` lists the resolved names for ``run.json``.
+On transformer denoisers (SD3, Flux, PixArt) ``paper`` is every block's image-stream output
+(:data:`~diffexplain.config.options.CAM_TRANSFORMER_RULES`; Flux: its double- and single-stream blocks), the image
+tokens [B, h'·w', C] reshaped to their grid (Flux's 2×2 patches: h/2 × w/2). Any module with a spatial output can be
+hooked; :meth:`DFCAM.describe` lists the resolved names for ``run.json``.
 
 Targets: ``noise_sum`` (the paper's: the guided model output summed; for ε- and v-prediction models the same map as
 the guided noise prediction summed, which differs by a positive factor) or ``similarity``: the configured
@@ -52,22 +55,25 @@ def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Ten
     return x
 
 
-def resolve_modules(unet, modules: str | list[str] | tuple) -> list[str]:
-    """Names of the UNet modules matching ``modules``: name patterns and/or the shorthands ``resnets``, ``paper``."""
-    patterns = module_patterns(modules)
-    names = [n for n, _ in unet.named_modules() if n and any(module_matches(n, p) for p in patterns)]
-    check(bool(names), "explainer.modules", modules, "'paper', 'resnets' or name patterns matching UNet modules, "
-                                                     "e.g. 'up_blocks.*.resnets.*' or 'mid_block.resnets.0'")
+def resolve_modules(denoiser, modules: str | list[str] | tuple, family: str = "unet") -> list[str]:
+    """Names of the denoiser's modules matching ``modules``: name patterns and/or the shorthands ``resnets`` (UNets)
+    and ``paper`` (the authors' set on UNets, every block on transformers)."""
+    patterns = module_patterns(modules, family)
+    names = [n for n, _ in denoiser.named_modules() if n and any(module_matches(n, p) for p in patterns)]
+    examples = "'up_blocks.*.resnets.*' or 'mid_block.resnets.0'" if family == "unet" else "'transformer_blocks.*'"
+    check(bool(names), "explainer.modules", modules,
+          f"'paper'{', ' + repr('resnets') if family == 'unet' else ''} or name patterns matching {family} "
+          f"denoiser modules, e.g. {examples}")
     return names
 
 
 @contextmanager
-def forward_hooks(modules: dict, store: dict):
-    """Keep the tensor each module outputs (:func:`output_tensor`) in ``store[name]``; the hooks are removed on
-    exit, also on error."""
+def forward_hooks(modules: dict, store: dict, select=output_tensor):
+    """Keep the tensor each module outputs (``select``: :func:`output_tensor`, or a transformer block's image
+    stream) in ``store[name]``; the hooks are removed on exit, also on error."""
 
     def keep(name, output):
-        tensor = output_tensor(output)
+        tensor = select(output)
         if tensor is not None:
             store[name] = tensor
 
@@ -95,7 +101,8 @@ class DFCAM(Explainer):
         super().__init__(model, similarity, steps, seed)
         check_target(target, similarity)
         check_in("explainer.upsample", upsample, UPSAMPLE)
-        self.module_names, self.target, self.upsample = resolve_modules(model.denoiser, modules), target, upsample
+        self.module_names = resolve_modules(model.denoiser, modules, model.family.family)
+        self.target, self.upsample = target, upsample
 
     def describe(self) -> dict:
         return {"modules": self.module_names, "target": self.target, "upsample": self.upsample}
@@ -109,7 +116,8 @@ class DFCAM(Explainer):
         """
         modules = dict(self.model.denoiser.named_modules())
         acts: dict[str, torch.Tensor] = {}
-        with forward_hooks({n: modules[n] for n in self.module_names}, acts), torch.enable_grad():
+        select = self.model.family.image_stream
+        with forward_hooks({n: modules[n] for n in self.module_names}, acts, select), torch.enable_grad():
             z = trajectory.latents[i: i + 1].detach().to(self.model.device, self.model.dtype).requires_grad_(True)
             out = self.model.guide(*self.model.unet_halves(z, trajectory.timesteps[i], trajectory.cond))
             target = step_target(self.model, self.similarity, self.target, out, z, trajectory, i)
@@ -121,6 +129,9 @@ class DFCAM(Explainer):
         for name, grad in zip(names, grads):
             a = as_grid(name, acts[name].detach().float(), z.shape[-2:])
             g = torch.zeros_like(a) if grad is None else as_grid(name, grad.float(), z.shape[-2:])
+            if trajectory.cond.rows == 1:  # no unconditional half (Flux.1 without true CFG)
+                inputs[name] = (a, g)
+                continue
             g_uncond, g_text = g.chunk(2)
             inputs[name] = (self.model.guide(*a.chunk(2)), g_uncond + g_text)
         return inputs

@@ -1,9 +1,11 @@
 """``explainer=cross_attention``: per-word cross-attention maps at each step (DAAM-style aggregation).
 
-At each chosen step the guided UNet is evaluated once at the trajectory's z_t with recording attention
+At each chosen step the guided denoiser is evaluated once at the trajectory's z_t with recording attention
 processors (:mod:`~diffexplain.models.attention_capture`): probabilities of the conditional half, averaged
 over heads, upsampled to the latent grid, averaged over layers; sub-word tokens are summed into words and special
-tokens skipped. Works with negative prompts (they only enter the unconditional half).
+tokens skipped. Works with negative prompts (they only enter the unconditional half). On SD3 and Flux the
+probabilities are the image queries' share of the joint softmax on each text key (every joint layer: Flux's double-
+and single-stream blocks); on PixArt its cross-attention to T5 tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import torch
 from diffexplain.explainers.base import Explainer
 from diffexplain.explainers.words import word_spans
 from diffexplain.metrics.token_roles import load_roles, roles_for
-from diffexplain.models.attention_capture import CrossAttentionRecorder
 
 
 class CrossAttentionExplainer(Explainer):
@@ -37,7 +38,7 @@ class CrossAttentionExplainer(Explainer):
         """[len(steps), K, h, w]: one map per word of the prompt."""
         steps = trajectory.check_steps(self.steps if steps is None else steps)
         spans = word_spans(self.model.word_tokenizer, trajectory.prompt)
-        with CrossAttentionRecorder(self.model.denoiser, trajectory.latents.shape[-2:]) as rec:
+        with self.model.attention_recorder(trajectory.latents.shape[-2:], rows=trajectory.cond.rows) as rec:
             for i in steps:
                 self.model.unet_output(trajectory.latents[i: i + 1], trajectory.timesteps[i], trajectory.cond)
         maps = torch.stack([call.mean_maps()[0] for call in rec.calls])  # [S, tokens, h, w]

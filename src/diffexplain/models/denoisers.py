@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 import torch
 
-from diffexplain.config.options import DENOISER_FAMILIES
+from diffexplain.config.options import DENOISER_FAMILIES, TRANSFORMER_FAMILIES
 from diffexplain.errors import check
 
 
@@ -236,8 +236,7 @@ def denoiser_for(pipe) -> UNetDenoiser:
     """The family adapter of a diffusers pipeline, from the class of its denoiser."""
     module = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     name = type(module).__name__
-    family = {"UNet2DConditionModel": "unet", "SD3Transformer2DModel": "sd3", "FluxTransformer2DModel": "flux",
-              "PixArtTransformer2DModel": "pixart"}.get(name)
+    family = {"UNet2DConditionModel": "unet", **TRANSFORMER_FAMILIES}.get(name)
     check(family is not None, "model.path", type(pipe).__name__,
           "a pipeline whose denoiser is a UNet2DConditionModel (SD 1.x/2.x, SDXL), SD3Transformer2DModel (SD3/3.5), "
           f"FluxTransformer2DModel (Flux.1) or PixArtTransformer2DModel (PixArt-α/Σ); this one has {name}")

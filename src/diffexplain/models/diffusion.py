@@ -196,6 +196,14 @@ class DiffusionModel:
         other._denoiser = denoiser
         return other
 
+    def attention_recorder(self, latent_hw, attached: bool = False, rows: int = 2, layers: list[str] | None = None):
+        """A :class:`~diffexplain.models.attention_capture.CrossAttentionRecorder` of this model's image→text
+        attention (cross-attention of UNets and PixArt, joint attention of SD3 and Flux)."""
+        from diffexplain.models.attention_capture import CrossAttentionRecorder
+
+        return CrossAttentionRecorder(self.denoiser, latent_hw, attached=attached, family=self.family.family,
+                                      rows=rows, layers=layers)
+
     @property
     def word_tokenizer(self):
         """The tokenizer of the text tokens the image attends to (CLIP for UNets and SD3, T5 for Flux and PixArt)."""

@@ -101,7 +101,9 @@ class ExplainPipeline(Pipeline):
         self.steps = resolve_steps(self.explainer.steps, self.num_steps)
 
     def describe(self) -> dict:
-        return {"explainer": {"name": self.explainer.name, **self.explainer.describe()}, "steps": self.steps}
+        model = self.explainer.model
+        return {"explainer": {"name": self.explainer.name, **self.explainer.describe()}, "steps": self.steps,
+                "architecture": {"family": model.family.family, "denoiser": type(model.denoiser).__name__}}
 
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
         return self.explain_item(model, item)[1]
