@@ -152,3 +152,20 @@ def test_flux_without_true_cfg_runs_one_conditional_row(models):
     assert uncond is text and torch.equal(model.guide(uncond, text), text)
     cfg = tiny_model(variant="flux", true_cfg_scale=2.0)
     assert cfg.encode(PROMPT, "a green triangle").rows == 2
+
+
+@pytest.mark.parametrize("variant", ("sd3", "flux"))
+def test_text_probabilities_from_the_cpu_kernel_equal_the_explicit_softmax(models, variant):
+    from diffexplain.models.joint_attention import JointRecordingProcessor
+
+    model = models[variant]
+    trajectory = model.generate(PROMPT, 0, Uniform(3))
+    maps = []
+    for kernel in (True, False):
+        with torch.no_grad(), model.attention_recorder((8, 8), rows=trajectory.cond.rows) as rec:
+            for p in model.denoiser.attn_processors.values():
+                if isinstance(p, JointRecordingProcessor):
+                    p.plain_attention = kernel
+            model.unet_output(trajectory.latents[1:2], trajectory.timesteps[1], trajectory.cond)
+        maps.append(rec.calls[0].mean_maps())
+    assert torch.allclose(maps[0], maps[1], atol=1e-6) and maps[0].abs().sum() > 0

@@ -5,7 +5,8 @@ single-stream blocks get [text; image] as one hidden state). The "cross-attentio
 probability on that word's key in the joint softmax. :class:`JointRecordingProcessor` computes exactly what
 diffusers' ``JointAttnProcessor2_0`` (SD3) and ``FluxAttnProcessor`` (Flux) compute — the same projections, norms,
 rotary embedding and attention call, so outputs are bit for bit the original's — and hands the image queries' text
-probabilities of the conditional rows to the recorder, computed separately in chunks of queries. With an attached
+probabilities of the conditional rows to the recorder: on a CPU from the log-sum-exp the attention kernel returns
+(only the image × text scores are extra), elsewhere computed separately in chunks of queries. With an attached
 recorder the attention itself is computed from explicit probabilities, so gradients reach them (attention relevance).
 
 :class:`ConceptStream` is ConceptAttention (Helbling et al., ICML 2025): concept tokens, encoded like the prompt,
@@ -41,6 +42,7 @@ class JointRecordingProcessor:
 
     def __init__(self, recorder, name: str, original, flux: bool):
         self.recorder, self.name, self.original, self.flux = recorder, name, original, flux
+        self.plain_attention = getattr(original, "_attention_backend", None) is None  # no custom backend chosen
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None,
                  **kwargs):
@@ -60,6 +62,14 @@ class JointRecordingProcessor:
             self.recorder.record(self.name, probs, heads, block)
             return probs @ value
         rows = self.recorder.conditional_rows(query.shape[0])
+        if query.device.type == "cpu" and self.plain_attention:
+            # the kernel F.scaled_dot_product_attention runs on a CPU, which also returns each query's log-sum-exp:
+            # the same output bit for bit, and the text probabilities cost only the image × text scores
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(query, key, value, 0.0, False)
+            q, k = query[rows][:, :, images].float(), key[rows][:, :, texts].float()
+            scores = (q @ k.transpose(-1, -2)) * (1 / math.sqrt(q.shape[-1]))
+            self.recorder.add_probabilities(self.name, torch.exp(scores - lse[rows][:, :, images, None].float()))
+            return out
         self.recorder.add_probabilities(self.name, text_probabilities(query[rows], key[rows], images, texts))
         return sdpa()
 
@@ -117,6 +127,8 @@ class JointRecordingProcessor:
                                         parallel_config=getattr(self.original, "_parallel_config", None))
             return out.transpose(1, 2)  # [B, H, S, d] like the explicit path
 
+        if attention_mask is not None:
+            self.plain_attention = False
         out = self._attend(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
                            slice(n_text, query.shape[1]), slice(0, n_text), heads, sdpa)
         hidden_states = out.transpose(1, 2).flatten(2, 3).to(query.dtype)

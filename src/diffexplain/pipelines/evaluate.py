@@ -46,6 +46,7 @@ from diffexplain.config.options import (
     SANITY_SIMILARITIES,
     SANITY_STAGES,
     SUBSTRATES,
+    shapes_world,
 )
 from diffexplain.config.options import EVALUATE_BASELINES as BASELINES
 from diffexplain.errors import check
@@ -101,12 +102,17 @@ class EvaluateOptions:
         self.y = "distance" if protocol == "paper" else "similarity"
 
 
-def yardstick(name: str, models_dir: str | None = None) -> Similarity:
+def yardstick(name: str, models_dir: str | None = None, shapes: bool = True) -> Similarity:
     """The similarity games are scored with: the named one with its defaults; single-image FID on the Shapes
-    classifier's features when that classifier is in ``models_dir`` (as ``similarity=fid``), else on fixed random
-    conv features."""
+    classifier's features when that classifier is in ``models_dir`` (as ``similarity=fid``) and the model is the Shapes
+    world, on DINOv2's patch features for any other model (``similarity.features=auto``), else on fixed random conv
+    features."""
     if name != "fid":
         return SIMILARITIES[name]()
+    if not shapes:
+        from diffexplain.similarity.features import dinov2_features
+
+        return SIMILARITIES["fid"](feature_net=dinov2_features())
     path = Path(models_dir or "") / "shapes-classifier"
     if (path / "config.json").is_file():
         from diffexplain.world.classifier import classifier_features
@@ -122,7 +128,7 @@ class EvaluatePipeline(ExplainPipeline):
                  models_dir: str | None = None):
         super().__init__(schedule, explainer, similarity, x0_steps)
         self.options = EvaluateOptions(**(evaluate or {}))
-        self.yardstick = yardstick(self.options.similarity, models_dir)
+        self.yardstick, self.models_dir = yardstick(self.options.similarity, models_dir), models_dir
         self.baselines: dict = {}
         self.cache: Path | None = None
         self.explainer_cache: Path | None = None
@@ -133,6 +139,8 @@ class EvaluatePipeline(ExplainPipeline):
 
     def setup(self, model: DiffusionModel) -> None:
         super().setup(model)
+        if self.options.similarity == "fid" and not shapes_world(None, model.pipe.name_or_path, self.models_dir):
+            self.yardstick = yardstick("fid", self.models_dir, shapes=False)  # no Shapes CNN judging other images
         self.baselines = {name: RandomExplainer(model, seed=self.explainer.seed) for name in self.options.baselines
                           if name != self.explainer.name}
 

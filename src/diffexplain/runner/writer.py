@@ -280,6 +280,9 @@ class OutputWriter(L.Callback):
             figures=[str(p.relative_to(self.out_dir)) for p in figures],
             tables=[f"tables/{name}.csv" for name in tables],
         )
+        used = results.loc[results["metric"] == "batch_size_used", "value"] if "metric" in results else ()
+        if len(used):  # batch_size=auto: the smallest batch that ran (out-of-memory halvings included)
+            info["batch_size_used"] = int(used.min())
         if trainer is not None:
             log_job(trainer.loggers, results, tables, figures, previews)
         io.write_json(self.out_dir / "run.json", info)
