@@ -397,12 +397,25 @@ WORLD_TRAINING = {
                                             allowed="a number in (0, 1), or null"),
                         "ema_start": integer(0), "grounding_loss": number(0)}),
     "evaluation": nested({"samples": integer(1), "num_steps": integer(*_options.NUM_STEPS), "guidance_scale": GUIDANCE,
-                          "scheduler": choice(*_options.SCHEDULER_CHOICES),
+                          "scheduler": choice(*_options.SCHEDULER_CHOICES, null=True),
+                          "max_sequence_length": integer(1, null=True),
                           "compare_guidance": lambda k, v: check(isinstance(v, list) and all(
                               _is_number(g) and 0 <= g <= _options.GUIDANCE_MAX for g in v), k, v,
                               "a list of guidance scales in [0, 100]")}),
 }
 SPECS["diffexplain.pipelines.world_training.job.WorldTraining"] = WORLD_TRAINING
+SPECS["diffexplain.pipelines.world_training.mmdit.MMDiTWorldTraining"] = {
+    **{k: WORLD_TRAINING[k] for k in ("model_dir", "classifier_dir", "seed", "scenes", "resume", "checkpoint_every",
+                                      "accelerator", "evaluation")},
+    "vae_dir": string(),
+    "denoiser": nested({**PER_STAGE, "patch_size": choice(1, 2, 4, 8, 16), "layers": integer(1), "heads": integer(1),
+                        "head_dim": integer(1), "text_hidden": integer(1), "text_layers": integer(1),
+                        "text_heads": integer(1), "max_sequence_length": integer(1),
+                        "p_uncond": number(0, 1, open_hi=True), "shift": POSITIVE,
+                        "ema_decay": number(0, 1, open_lo=True, open_hi=True, null=True,
+                                            allowed="a number in (0, 1), or null"),
+                        "ema_start": integer(0)}),
+}
 
 
 def check_world_training(pipeline: dict | None) -> None:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import DiffusionPipeline
 
 from diffexplain.io import atomic_path, write_json
 from diffexplain.models import DiffusionModel, load_pipeline
@@ -24,12 +24,14 @@ from diffexplain.world.classifier import load_classifier
 log = logging.getLogger(__name__)
 TIMING_PROMPT = "a red circle and a blue square"
 RATES = ("colour", "shape", "both_present", "order", "exact")
+COMPONENTS = ("vae", "text_encoder", "text_encoder_2", "text_encoder_3", "unet", "transformer")
 
 
 def evaluate(model_dir: Path, classifier_dir: Path, cfg) -> dict:
     """Fidelity rates on ``cfg.samples`` samples (shipped guidance and steps, plus ``compare_guidance``), and the
     samples."""
-    model = DiffusionModel(load_pipeline(str(model_dir)), guidance_scale=cfg.guidance_scale, scheduler=cfg.scheduler)
+    model = DiffusionModel(load_pipeline(str(model_dir)), guidance_scale=cfg.guidance_scale, scheduler=cfg.scheduler,
+                           max_sequence_length=cfg.max_sequence_length)
     classifier = load_classifier(classifier_dir)
     prompts, seeds = map(list, zip(*eval_set(cfg.samples)))
     results = {}
@@ -48,15 +50,16 @@ def evaluate(model_dir: Path, classifier_dir: Path, cfg) -> dict:
 
 
 def generation_seconds(model_dir: Path, cfg, repeats: int = 3) -> float:
-    """Median seconds for one image with plain ``StableDiffusionPipeline.from_pretrained`` (after a warm-up call)."""
-    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir))
+    """Median seconds for one image with plain ``DiffusionPipeline.from_pretrained`` (after a warm-up call)."""
+    pipe = DiffusionPipeline.from_pretrained(str(model_dir))
     swap_scheduler(pipe, cfg.scheduler)
+    extra = {} if cfg.max_sequence_length is None else {"max_sequence_length": cfg.max_sequence_length}
     pipe.set_progress_bar_config(disable=True)
     times = []
     for i in range(repeats + 1):
         started = time.perf_counter()
         pipe(TIMING_PROMPT, num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
-             generator=torch.Generator().manual_seed(i))
+             generator=torch.Generator().manual_seed(i), **extra)
         times.append(time.perf_counter() - started)
     return statistics.median(times[1:])
 
@@ -114,14 +117,16 @@ def write_cards(model_dir: Path, classifier_dir: Path, summary: dict, cfg) -> di
                 model_dir / "samples.png")
     loss_figure(summary["losses"], model_dir / "loss_curve.png")
     pipe = load_pipeline(str(model_dir))
-    params = {name: sum(p.numel() for p in getattr(pipe, name).parameters())
-              for name in ("vae", "text_encoder", "unet")}
+    params = {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in COMPONENTS
+              if getattr(pipe, name, None) is not None}
     measured = {"fidelity": result["fidelity"], "guidance_sweep": result["guidance_sweep"], "params": params,
                 "generation_seconds": round(generation_seconds(model_dir, cfg), 3)}
-    _write_text(classifier_dir / "README.md", classifier_card(summary))
-    measured["megabytes"] = {"shapes-sd": round(dir_megabytes(model_dir), 2),
+    if "classifier" in summary["stages"]:  # the UNet world's job trains the judge too
+        _write_text(classifier_dir / "README.md", classifier_card(summary))
+    measured["megabytes"] = {model_dir.name: round(dir_megabytes(model_dir), 2),
                              "shapes-classifier": round(dir_megabytes(classifier_dir), 2)}
-    _write_text(model_dir / "README.md", model_card({**summary, **measured}, cfg, pipe, model_dir.name))
+    card = model_card if "unet" in params else mmdit_card
+    _write_text(model_dir / "README.md", card({**summary, **measured}, cfg, pipe, model_dir.name))
     write_json(model_dir / "training.json", {**{k: v for k, v in summary.items() if k != "losses"}, **measured})
     result["table"].to_csv(model_dir / "fidelity_samples.csv", index=False)
     log.info("generation: %.2f s per image (%d steps, CPU); sizes: %s", measured["generation_seconds"],
@@ -186,9 +191,7 @@ def _role(model_dir_name: str) -> str:
 
 def model_card(s: dict, cfg, pipe, name: str = "shapes-sd") -> str:
     v, d, st = s["config"]["vae"], s["config"]["denoiser"], s["stages"]
-    f, p = s["fidelity"], s["params"]
-    sweep = "\n".join(f"| {g:g} | {_pct(r['colour'])} | {_pct(r['shape'])} | {_pct(r['both_present'])} | "
-                      f"{_pct(r['order'])} | {_pct(r['exact'])} |" for g, r in sorted(s["guidance_sweep"].items()))
+    p = s["params"]
     unet = pipe.unet.config
     return f"""---
 library_name: diffusers
@@ -259,7 +262,17 @@ hundred steps, resumable: \
 
 ![loss curve](loss_curve.png)
 
-## Fidelity ({f["samples"]} samples: {f["samples"] // 2} one-object, {f["samples"] - f["samples"] // 2} two-object)
+{_fidelity_section(s, cfg, st, name)}"""
+
+
+def _fidelity_section(s: dict, cfg, st: dict, name: str) -> str:
+    f = s["fidelity"]
+    sweep = "\n".join(f"| {g:g} | {_pct(r['colour'])} | {_pct(r['shape'])} | {_pct(r['both_present'])} | "
+                      f"{_pct(r['order'])} | {_pct(r['exact'])} |" for g, r in sorted(s["guidance_sweep"].items()))
+    accuracy = st["classifier"]["held_out_accuracy"] if "classifier" in st else s.get("classifier_accuracy",
+                                                                                    float("nan"))
+    return f"""## Fidelity ({f["samples"]} samples: {f["samples"] // 2} one-object, \
+{f["samples"] - f["samples"] // 2} two-object)
 
 Sample i uses seed i; the one-object samples cycle through the 12 one-object prompts, the two-object samples
 through the 72 two-object prompts. `{cfg.scheduler}`, {cfg.num_steps} steps, guidance {cfg.guidance_scale:g}:
@@ -276,7 +289,7 @@ How judged (`diffexplain.pipelines.world_training.fidelity`): every pixel takes 
 black and the four colours;
 an object's colour is right when a connected blob of its colour with ≥ 10 pixels exists
 (`detect_objects`); its shape is right when, in addition, the shapes classifier (`models/shapes-classifier`,
-held-out accuracy {_pct(st["classifier"]["held_out_accuracy"])} on drawn scenes) gives that shape to the largest
+held-out accuracy {_pct(accuracy)} on drawn scenes) gives that shape to the largest
 blob of that colour isolated on black. The sample grid above marks samples judged exact in green.
 
 Guidance scale ({f["samples"]} samples each):
@@ -285,6 +298,71 @@ Guidance scale ({f["samples"]} samples each):
 |---|---|---|---|---|---|
 {sweep}
 
-Size on disk (without this card): {s["megabytes"]["shapes-sd"]:.1f} MB (pipeline and figures) + \
+Size on disk (without this card): {s["megabytes"][name]:.1f} MB (pipeline and figures) + \
 {s["megabytes"]["shapes-classifier"]:.2f} MB (classifier).
 """
+
+
+def mmdit_card(s: dict, cfg, pipe, name: str = "shapes-mmdit") -> str:
+    d, st, p = s["config"]["denoiser"], s["stages"], s["params"]
+    t = pipe.transformer.config
+    side = t.sample_size // t.patch_size
+    return f"""---
+library_name: diffusers
+pipeline_tag: text-to-image
+tags: [stable-diffusion-3, mmdit, flow-matching, synthetic, diffexplain]
+---
+# {name}: a tiny SD3-style diffusion transformer for the Shapes world
+
+A real rectified-flow diffusion transformer, a plain diffusers `StableDiffusion3Pipeline` (the Shapes world's
+AutoencoderKL, two CLIP text encoders with projections, an `SD3Transformer2DModel` with joint attention,
+`FlowMatchEulerDiscreteScheduler`), trained from scratch on a CPU on the synthetic 32×32 scenes whose every object is
+known — the same scenes, VAE and judge as the UNet world `shapes-sd`, so every trust number can be compared across
+the two architectures. Load it in diffexplain with `model=shapes_mmdit`.
+
+![samples](samples.png)
+
+## Use
+
+```python
+from diffusers import StableDiffusion3Pipeline
+pipe = StableDiffusion3Pipeline.from_pretrained("models/{name}")
+image = pipe("a red circle and a blue square", num_inference_steps={cfg.num_steps}, \
+guidance_scale={cfg.guidance_scale:g},
+             max_sequence_length={d["max_sequence_length"]}).images[0]  # 32x32 PIL image; T5 length as trained
+```
+
+In diffexplain: `python run.py model=shapes_mmdit`: the shipped flow-matching Euler sampler, `schedule=uniform` with
+{cfg.num_steps} steps, guidance scale {cfg.guidance_scale:g}. One image takes **{s["generation_seconds"]:.2f} s** on
+this CPU (2 cores, plain pipeline, {cfg.num_steps} steps, median of 3).
+
+## Data
+
+Prompts of the grammar {s["grammar"]}; {s["scenes"]} scenes rendered once from seed {s["seed"]} (the UNet world's).
+
+## Architecture ({sum(p.values()) / 1e6:.2f} M parameters)
+
+| component | parameters | configuration |
+|---|---|---|
+| VAE (AutoencoderKL) | {p["vae"]:,} | the UNet world's (`models/shapes-sd/vae`): 32×32×3 → 16×16×4, scaling \
+factor {s["scaling_factor"]:.4f} |
+| text encoders (2 × CLIPTextModelWithProjection) | {p["text_encoder"] + p["text_encoder_2"]:,} | hidden \
+{d["text_hidden"]}, {d["text_layers"]} layers, {d["text_heads"]} heads each, the world's CLIP tokenizer \
+({pipe.tokenizer.model_max_length} tokens); SD3 concatenates their penultimate states and pools their projections |
+| T5 encoder (T5EncoderModel) | {p["text_encoder_3"]:,} | one layer, final norm zero: its states are exactly \
+zero (SD3 "without T5"), {d["max_sequence_length"]} tokens of the project's T5-style grammar tokenizer; never trained |
+| transformer (SD3Transformer2DModel) | {p["transformer"]:,} | {t.num_layers} joint blocks, \
+{t.num_attention_heads} heads × {t.attention_head_dim}, patch {t.patch_size}: {side}×{side} image tokens + \
+{pipe.tokenizer.model_max_length + d["max_sequence_length"]} text tokens in every joint attention; joint attention \
+dim {t.joint_attention_dim} |
+
+## Training (seed {s["seed"]}, {s["wall_seconds"] / 60:.1f} min wall-clock for data and training, CPU)
+
+Rectified flow: z_σ = (1−σ)·x0 + σ·ε, the transformer predicts v = ε − x0 (MSE), σ logit-normal(0, 1) with shift \
+{d["shift"]:g}, {d["p_uncond"]:.0%} empty prompts; {st["mmdit"]["steps"]} steps, batch {d["batch_size"]}, AdamW lr \
+{d["lr"]:g} (warm-up, cosine to 10 %), {st["mmdit"]["seconds"]:.0f} s; final loss {st["mmdit"]["final_loss"]:.4f}. \
+{_training_extras(d).strip()} Resumable: `python run.py pipeline=train_world_mmdit`.
+
+![loss curve](loss_curve.png)
+
+{_fidelity_section(s, cfg, st, name)}"""

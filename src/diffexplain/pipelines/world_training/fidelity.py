@@ -42,8 +42,9 @@ def generate_samples(model: DiffusionModel, prompts: Sequence[str], seeds: Seque
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
         latents = torch.cat([model.initial_latents(s) for s in seeds[chunk]])
+        extra = {} if model.max_sequence_length is None else {"max_sequence_length": model.max_sequence_length}
         out = model.pipe(prompt=list(prompts[chunk]), latents=latents, num_inference_steps=num_steps,
-                         guidance_scale=model.guidance_scale, output_type="np")
+                         guidance_scale=model.guidance_scale, output_type="np", **extra)
         images.append(out.images)
     return np.concatenate(images).astype(np.float32)
 

@@ -60,8 +60,9 @@ class EvalConfig:
     samples: int = 200
     num_steps: int = 20
     guidance_scale: float = 5.0
-    scheduler: str = "dpm_solver"
+    scheduler: str | None = "dpm_solver"  # null keeps the pipeline's own (flow matching: the only choice)
     compare_guidance: tuple[float, ...] = ()
+    max_sequence_length: int | None = None  # T5 prompt tokens of an SD3 pipeline (as trained)
 
 
 def _config(cls, value: dict | None, key: str):
