@@ -77,3 +77,13 @@ def test_the_submitit_launcher_runs_a_sweep_that_ends_with_its_report(finished_s
     summary = pd.read_parquet(sweep / "summary.parquet")
     assert set(summary.explainer) == set(explainers)
     assert "## Failed jobs" not in (sweep / "report.md").read_text()
+
+
+def test_the_excluding_sweeper_skips_only_the_listed_combinations():
+    from hydra_plugins.diffexplain_sweeper import ExcludingSweeper
+
+    sweeper = ExcludingSweeper(exclude=[{"model": "shapes", "explainer": "concept_attention"}])
+    jobs = [[f"model={m}", f"explainer={e}", "seed=0"] for m in ("shapes", "shapes_mmdit")
+            for e in ("rise", "concept_attention")]
+    sweeper.overrides, sweeper.batch_index = [jobs], 0
+    assert sweeper.get_job_batch() == [jobs[0], jobs[2], jobs[3]]

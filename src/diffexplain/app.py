@@ -53,10 +53,11 @@ def is_child_rank() -> bool:
     return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
-def _build_logger(cfg: DictConfig, out_dir: Path, pipeline_name: str, config: dict):
+def _build_logger(cfg: DictConfig, out_dir: Path, pipeline_name: str, config: dict, described: dict | None = None):
     """The configured Lightning logger. W&B: one run per job (rank 0 starts it) with the sweep as its group, the
-    job's choices as its name and as top-level config keys (the resolved config under ``cfg``), the pipeline as job
-    type; silent, its path is printed once at the end."""
+    job's choices as its name and as top-level config keys with what the job resolved (``described``: the model's
+    architecture) and the resolved config under ``cfg``, the pipeline as job type; silent, its path is printed once
+    at the end."""
     if cfg.get("logger") is None:
         return False
     if not cfg.logger._target_.endswith("WandbLogger"):
@@ -70,7 +71,7 @@ def _build_logger(cfg: DictConfig, out_dir: Path, pipeline_name: str, config: di
         return WandbLogger(project=lc.project, save_dir=str(out_dir), offline=lc.offline)
     sweep = sweep_dir()
     run = start_run(OmegaConf.to_container(lc, resolve=True), out_dir, group=sweep_group(sweep) if sweep else None,
-                    name=job_name(), job_type=pipeline_name, config={**choices(), "cfg": config})
+                    name=job_name(), job_type=pipeline_name, config={**choices(), **(described or {}), "cfg": config})
     return WandbLogger(experiment=run, save_dir=str(out_dir), log_model=lc.log_model)
 
 
@@ -121,7 +122,8 @@ def run(cfg: DictConfig) -> Path:
     pipeline.setup(model)
     run_info.update(pipeline.describe())
     data.skip(done)
-    logger = _build_logger(cfg, out_dir, pipeline.name, config)
+    described = {k: run_info[k] for k in ("architecture",) if k in run_info}  # W&B names the model family too
+    logger = _build_logger(cfg, out_dir, pipeline.name, config, described)
     trainer = instantiate(cfg.runner, logger=logger, inference_mode=False,
                           callbacks=[writer, *map(instantiate, cfg.runner.get("callbacks") or [])],
                           use_distributed_sampler=False, enable_checkpointing=False, enable_model_summary=False,

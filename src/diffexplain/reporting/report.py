@@ -9,7 +9,10 @@
 - ``report.md``: that table, the paired comparisons, cross-explainer correlations, token roles, per-word
   localisation, failed and incompatible jobs, and the figures (``report/*.png``): the similarity ablation (paper A's
   Fig. 5 form: AUC per similarity), heatmaps of every configuration side by side for one prompt, the
-  cross-explainer correlation matrix.
+  cross-explainer correlation matrix;
+- where the jobs span 2 or more architectures (:mod:`~diffexplain.reporting.architectures`): the section "Two
+  architectures side by side", its numbers in ``architectures.csv`` and ``architecture_words.csv`` and its figures
+  (``report/architectures_*.png``).
 
 Jobs whose prompts, seeds or steps differ are listed, and correlations use only what two jobs share. Jobs with the same
 results (the same ``fingerprint`` of the config that affects results, and the same items: e.g. DF-CAM under two
@@ -30,7 +33,7 @@ import pandas as pd
 from diffexplain import io
 from diffexplain.metrics.correlation import pearson, spearman
 from diffexplain.metrics.stats import bootstrap_ci
-from diffexplain.reporting import evaluation
+from diffexplain.reporting import architectures, evaluation
 
 IGNORED = ("paths", "logger", "runner", "hydra", "resume", "output", "sweep_dir", "data.prompts", "data.num_prompts",
            "data.seeds", "data.batch_size", "pipeline.explainer", "pipeline.similarity", "pipeline.evaluate",
@@ -289,13 +292,19 @@ def build(root: str | Path, n_resamples: int = 10_000) -> Report:
     if not rows.empty:
         tables["token_roles"] = token_roles(rows)
         tables["word_localisation"] = word_localisation(rows)
+    tables["architectures"] = architectures.side_by_side(jobs, summary)
+    tables["architecture_words"] = architectures.word_side_by_side(jobs, rows, n_resamples)
     tables = {k: v for k, v in tables.items() if v is not None and not v.empty}
     fig_dir = root / "report"
-    figures = report_figures.draw(jobs, summary, tables.get("cross_explainer"), rows, fig_dir)
+    figures = report_figures.draw(jobs, summary, tables, rows, fig_dir)
     with io.atomic_path(root / "summary.parquet") as tmp:
         summary.to_parquet(tmp, index=False)
     with io.atomic_path(root / "summary.csv") as tmp:
         summary.to_csv(tmp, index=False)
+    for name in ("architectures", "architecture_words"):
+        if name in tables:
+            with io.atomic_path(root / f"{name}.csv") as tmp:
+                tables[name].to_csv(tmp, index=False)
     report = Report(summary, tables, figures, failed, notes, root / "report.md")
     with io.atomic_path(report.path) as tmp:
         tmp.write_text(markdown(report, jobs, root))
@@ -367,6 +376,30 @@ def controls_section(s: pd.DataFrame) -> list[str]:
     return lines
 
 
+def architectures_section(report: Report, root: Path) -> list[str]:
+    """The configurations on each architecture side by side, the per-word localisation head to head and their
+    figures (jobs spanning 2 or more architectures only)."""
+    if "architectures" not in report.tables:
+        return []
+    long = report.tables["architectures"]
+    lines = ["## Two architectures side by side", "",
+             f"Architectures: {', '.join(f'`{a}`' for a in dict.fromkeys(long.architecture))} (the `model` choice and "
+             "its family). Per configuration and phase, each measure's column per architecture: `both won`: share of "
+             "items where the map beats `random` on both games; beats input controls / randomised: the verdict's "
+             "CI of the mean paired AUC difference clear of 0 on both games against `magnitude` and `edges` / its "
+             "randomised-model map; AUCs with bootstrap 95 % CIs over items; localisation against the prompted "
+             "objects with its chance level; `–`: not measured on that architecture (ConceptAttention needs joint "
+             "attention). Numbers: `architectures.csv`.", "", _md(architectures.table(long)), ""]
+    if "architecture_words" in report.tables:
+        lines += ["### Per word, head to head", "",
+                  "Each word's map against its own object (the per-word explainers): top-k IoU and pointing game, "
+                  "each item's (prompt, seed, step) mean over its words, mean and bootstrap 95 % CI over items. "
+                  "Numbers: `architecture_words.csv`.", "",
+                  _md(architectures.word_table(report.tables["architecture_words"])), ""]
+    shown = [f"![{p.stem}]({p.relative_to(root)})" for p in report.figures if p.stem.startswith("architectures_")]
+    return [*lines, *shown, ""] if shown else lines
+
+
 def markdown(report: Report, jobs: list[Job], root: Path) -> str:
     n = sum(1 + len(j.twins) for j in jobs)
     distinct = f" ({len(jobs)} with distinct results)" if n > len(jobs) else ""
@@ -390,14 +423,16 @@ def markdown(report: Report, jobs: list[Job], root: Path) -> str:
             lines += ["### Paired differences vs random (explainer − random, Wilcoxon p)", "",
                       _md(s[["label", "phase", *diff]]), ""]
         lines += controls_section(s)
+    lines += architectures_section(report, root)
     names = {"cross_explainer": "Cross-explainer correlations (maps of the same prompt and step)",
              "token_roles": "Token roles: mean share of the words' attention per phase",
              "word_localisation": "Per-word localisation (each word's map vs its own object)"}
     for key, title in names.items():
         if key in report.tables:
             lines += [f"## {title}", "", _md(report.tables[key]), ""]
-    if report.figures:
-        lines += ["## Figures", "", *[f"![{p.stem}]({p.relative_to(root)})" for p in report.figures], ""]
+    figures = [p for p in report.figures if not p.stem.startswith("architectures_")]  # shown in their section
+    if figures:
+        lines += ["## Figures", "", *[f"![{p.stem}]({p.relative_to(root)})" for p in figures], ""]
     lines += ["## Jobs", "", _md(pd.DataFrame([{"job": j.names, "label": j.label, "items": len(j.items),
                                                 "path": str(j.path.relative_to(root)) if j.path != root else "."}
                                                for j in jobs])), ""]

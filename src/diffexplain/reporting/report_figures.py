@@ -1,4 +1,5 @@
-"""The report's figures: the similarity ablation, side-by-side heatmaps, cross-explainer correlations, curves."""
+"""The report's figures: the similarity ablation, side-by-side heatmaps, cross-explainer correlations, curves, and
+two architectures side by side."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import pandas as pd
 import seaborn as sns
 
 from diffexplain import io
+from diffexplain.reporting import architectures
 from diffexplain.reporting.figures import colour_bar, overlay, wrap
 from diffexplain.reporting.plots import game_curves, save
 
 
-def draw(jobs, summary: pd.DataFrame, cross: pd.DataFrame | None, rows: pd.DataFrame, fig_dir: Path) -> list[Path]:
+def draw(jobs, summary: pd.DataFrame, tables: dict[str, pd.DataFrame], rows: pd.DataFrame, fig_dir: Path
+         ) -> list[Path]:
+    """Every figure of the report (``tables``: the report's, by name)."""
     paths = []
     if not summary.empty and "insertion_auc" in summary:
         for explainer, sub in summary.groupby("explainer"):
@@ -35,9 +39,10 @@ def draw(jobs, summary: pd.DataFrame, cross: pd.DataFrame | None, rows: pd.DataF
     grid = heatmap_grid(jobs, fig_dir / "heatmaps.png")
     if grid is not None:
         paths.append(grid)
+    cross = tables.get("cross_explainer")
     if cross is not None and not cross.empty:
         paths.append(correlation_matrix(cross[cross.method == "spearman"], fig_dir / "cross_explainer.png"))
-    return paths
+    return paths + architectures.figures(tables.get("architectures"), tables.get("architecture_words"), fig_dir)
 
 
 def _explainer(job) -> str | None:
