@@ -141,6 +141,8 @@ def test_flow_matching_refuses_custom_schedules_and_diffusion_samplers(tmp_path,
     assert "schedule='exp_early'" in line and "uniform" in line
     with pytest.raises(Exception, match="flow-matching and diffusion"):
         tiny_model(variant="sd3", scheduler="ddim")
+    line = cli_refusal("model=tiny", "model.variant=flux", "model.resolution=18", out_dir=tmp_path / "s", capsys=capsys)
+    assert "model.resolution=18" in line and "multiple of 4" in line  # Flux packs 2x2 latent patches
 
 
 def test_flux_without_true_cfg_runs_one_conditional_row(models):

@@ -754,6 +754,12 @@ def model_info(model: dict | None) -> ModelInfo | None:
         unet = _options.TINY_UNETS.get(variant)
         side = (model.get("resolution") or _options.TINY_VAE["sample_size"]) // vae_factor(_options.TINY_VAE)
         if variant in _options.TRANSFORMER_VARIANTS:
+            factor = vae_factor(_options.TINY_VAE)
+            multiple = factor * (2 if variant == "flux" else _options.TINY_TRANSFORMERS[variant].get("patch_size", 1))
+            resolution = model.get("resolution") or _options.TINY_VAE["sample_size"]
+            check(resolution % multiple == 0, "model.resolution", resolution,
+                  f"a multiple of {multiple} for model.variant={variant} (the VAE's factor {factor} × its "
+                  f"{'2x2 token packing' if variant == 'flux' else 'patch size'})")
             return ModelInfo(side, None, variant)
         return ModelInfo(side, unet) if unet else None
     if not target.endswith("DiffusionModel.from_pretrained"):

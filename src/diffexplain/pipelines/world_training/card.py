@@ -159,11 +159,11 @@ Load: `diffexplain.world.classifier.load_classifier("models/shapes-classifier")`
 """
 
 
-def _training_extras(d: dict) -> str:
+def _training_extras(d: dict, networks: str = "text encoder and UNet") -> str:
     """The sentences on the denoiser's weight averaging and grounding loss, if any."""
     out = ""
     if d.get("ema_decay") is not None:
-        out += (f" The saved text encoder and UNet are an exponential moving average of the weights (decay"
+        out += (f" The saved {networks} are an exponential moving average of the weights (decay"
                 f" {d['ema_decay']:g}, from step {d['ema_start']}).")
     if d.get("grounding_loss"):
         out += (f" **Grounded cross-attention**: the loss adds {d['grounding_loss']:g} × TokenCompose's token loss,"
@@ -275,7 +275,8 @@ def _fidelity_section(s: dict, cfg, st: dict, name: str) -> str:
 {f["samples"] - f["samples"] // 2} two-object)
 
 Sample i uses seed i; the one-object samples cycle through the 12 one-object prompts, the two-object samples
-through the 72 two-object prompts. `{cfg.scheduler}`, {cfg.num_steps} steps, guidance {cfg.guidance_scale:g}:
+through the 72 two-object prompts. `{cfg.scheduler or "the shipped sampler"}`, {cfg.num_steps} steps, guidance \
+{cfg.guidance_scale:g}:
 
 | measure | rate |
 |---|---|
@@ -361,7 +362,8 @@ dim {t.joint_attention_dim} |
 Rectified flow: z_σ = (1−σ)·x0 + σ·ε, the transformer predicts v = ε − x0 (MSE), σ logit-normal(0, 1) with shift \
 {d["shift"]:g}, {d["p_uncond"]:.0%} empty prompts; {st["mmdit"]["steps"]} steps, batch {d["batch_size"]}, AdamW lr \
 {d["lr"]:g} (warm-up, cosine to 10 %), {st["mmdit"]["seconds"]:.0f} s; final loss {st["mmdit"]["final_loss"]:.4f}. \
-{_training_extras(d).strip()} Resumable: `python run.py pipeline=train_world_mmdit`.
+{_training_extras(d, "text encoders and transformer").strip()} Resumable: \
+`python run.py pipeline=train_world_mmdit`.
 
 ![loss curve](loss_curve.png)
 

@@ -13,6 +13,7 @@ does (:func:`sd3_prompt_embeds`, checked against it in the tests), with ``max_se
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -178,7 +179,10 @@ class MMDiTWorldTraining(WorldTraining):
             tokenizer_2=tokenizer, text_encoder_3=module.text_encoder_3, tokenizer_3=t5_tokenizer)
         pipe.save_pretrained(self.model_dir, safe_serialization=True)
         log.info("saved the pipeline to %s", self.model_dir)
-        summary = {"seed": self.seed, "scenes": self.scenes, "grammar": GRAMMAR,
+        unet_world = self.vae_dir.parent / "training.json"  # the judge's accuracy, measured when it was trained
+        accuracy = json.loads(unet_world.read_text())["stages"]["classifier"]["held_out_accuracy"] \
+            if unet_world.is_file() else float("nan")
+        summary = {"seed": self.seed, "scenes": self.scenes, "grammar": GRAMMAR, "classifier_accuracy": accuracy,
                    "scaling_factor": vae.config.scaling_factor,
                    "wall_seconds": round(time.perf_counter() - started, 1),
                    "stages": {"mmdit": stats}, "losses": {"mmdit": module.losses},
