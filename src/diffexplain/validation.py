@@ -872,7 +872,7 @@ def check_cam_modules(explainer: dict | None, info: ModelInfo | None) -> None:
     """DF-CAM's ``explainer.modules`` must match modules of the model's UNet."""
     if not explainer or not explainer.get("_target_", "").endswith("DFCAM") or info is None or info.unet is None:
         return
-    modules = explainer.get("modules", "paper")
+    modules = explainer.get("modules", _options.CAM_AUTO)
     names = unet_module_names(info.unet)
     if any(may_match(p, names) for p in _options.module_patterns(modules)):
         return

@@ -104,6 +104,9 @@ CAM_MODULE_SETS = {
     "paper": ("down_blocks.*.resnets.*", "down_blocks.*.attentions.*", "down_blocks.*.downsamplers.*",
               "mid_block.resnets.*", "up_blocks.*.resnets.*", "up_blocks.*.attentions.*", "up_blocks.*.upsamplers.*"),
 }
+# DF-CAM's default ``modules: auto``: the paper's set on UNets; on transformers the first half of the blocks (in
+# forward order), which beat every block and the second half on shapes_mmdit (README, "Two architectures")
+CAM_AUTO = "auto"
 # DF-CAM's ``paper`` rule on transformers (no resnets or samplers there): every block's image-stream output
 CAM_TRANSFORMER_RULES = {"sd3": ("transformer_blocks.*",),
                          "flux": ("transformer_blocks.*", "single_transformer_blocks.*"),
@@ -119,8 +122,10 @@ def module_matches(name: str, pattern: str) -> bool:
 
 def module_patterns(modules, family: str = "unet") -> list[str]:
     """``explainer.modules`` (a pattern, a shorthand or a list of them) as a list of dotted patterns; ``paper`` on a
-    transformer ``family`` is its rule in :data:`CAM_TRANSFORMER_RULES`."""
-    sets = CAM_MODULE_SETS if family == "unet" else {"paper": CAM_TRANSFORMER_RULES[family]}
+    transformer ``family`` is its rule in :data:`CAM_TRANSFORMER_RULES`; ``auto`` on a UNet is ``paper`` (on a
+    transformer, the first half of its blocks: resolved by DF-CAM, which knows the depth)."""
+    sets = {**CAM_MODULE_SETS, CAM_AUTO: CAM_MODULE_SETS["paper"]} if family == "unet" else \
+        {"paper": CAM_TRANSFORMER_RULES[family]}
     return [p for m in ([modules] if isinstance(modules, str) else modules) for p in sets.get(m, (m,))]
 
 

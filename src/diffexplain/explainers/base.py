@@ -47,6 +47,11 @@ class Explainer:
         """What this explainer resolved from its config (e.g. DF-CAM's module names), recorded in ``run.json``."""
         return {}
 
+    def overall(self, maps: torch.Tensor, trajectory: Trajectory) -> torch.Tensor:
+        """One map per step [S, h, w] from :meth:`explain`'s output, the one the games, localisation and sanity
+        check score: the map itself, or a per-token explainer's maps summed over its words."""
+        return maps.sum(1) if self.per_token else maps
+
     def explain(self, trajectory: Trajectory, steps: list[int] | None = None) -> torch.Tensor:
         steps = trajectory.check_steps(self.steps if steps is None else steps)
         maps = []

@@ -11,10 +11,12 @@ returns the sum (range [0, #modules]); ``image`` (the default, the authors' path
 the evaluation): upsample to the image size, sum, min-max again and nearest-resize to the latent grid.
 
 Modules (``explainer.modules``): name patterns over ``unet.named_modules()`` (``*`` = one dotted segment) and/or the
-shorthands ``resnets`` (every resnet) and ``paper`` (the default; the authors' set, resolved for any diffusers UNet:
+shorthands ``resnets`` (every resnet) and ``paper`` (the authors' set, resolved for any diffusers UNet:
 every down/up-block resnet, attention (``Transformer2DModel``) and down/upsampler, and the mid block's resnets but
 not its attention — 43 modules on SD 1.x: 22 resnets + 15 attentions + 6 samplers; 16 on the embedded Shapes model).
-On transformer denoisers (SD3, Flux, PixArt) ``paper`` is every block's image-stream output
+The default ``auto`` is ``paper`` on UNets and, on transformers, the first half of the blocks in forward order (on
+``shapes_mmdit`` it localised the objects better and won the games more often than every block or the second
+half). On transformer denoisers (SD3, Flux, PixArt) ``paper`` is every block's image-stream output
 (:data:`~diffexplain.config.options.CAM_TRANSFORMER_RULES`; Flux: its double- and single-stream blocks), the image
 tokens [B, h'·w', C] reshaped to their grid (Flux's 2×2 patches: h/2 × w/2). Any module with a spatial output can be
 hooked; :meth:`DFCAM.describe` lists the resolved names for ``run.json``.
@@ -34,7 +36,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from diffexplain.config.options import CAM_MODULE_SETS, module_matches, module_patterns
+from diffexplain.config.options import CAM_AUTO, CAM_MODULE_SETS, module_matches, module_patterns
 from diffexplain.config.options import CAM_UPSAMPLE as UPSAMPLE
 from diffexplain.errors import check
 from diffexplain.explainers.base import Explainer, check_in
@@ -55,10 +57,21 @@ def as_grid(name: str, x: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Ten
     return x
 
 
+def first_half_of_blocks(denoiser) -> list[str]:
+    """A transformer's blocks in forward order (Flux: double-stream, then single-stream), the first half of them."""
+    blocks = [f"{name}.{i}" for name in ("transformer_blocks", "single_transformer_blocks")
+              for i in range(len(getattr(denoiser, name, ())))]
+    return blocks[: max(1, len(blocks) // 2)]
+
+
 def resolve_modules(denoiser, modules: str | list[str] | tuple, family: str = "unet") -> list[str]:
-    """Names of the denoiser's modules matching ``modules``: name patterns and/or the shorthands ``resnets`` (UNets)
-    and ``paper`` (the authors' set on UNets, every block on transformers)."""
-    patterns = module_patterns(modules, family)
+    """Names of the denoiser's modules matching ``modules``: name patterns and/or the shorthands ``resnets`` (UNets),
+    ``paper`` (the authors' set on UNets, every block on transformers) and ``auto`` (the default: ``paper`` on UNets,
+    the first half of the blocks on transformers)."""
+    listed = [modules] if isinstance(modules, str) else list(modules)
+    if family != "unet" and CAM_AUTO in listed:
+        listed = [m for m in listed if m != CAM_AUTO] + first_half_of_blocks(denoiser)
+    patterns = module_patterns(listed, family)
     names = [n for n, _ in denoiser.named_modules() if n and any(module_matches(n, p) for p in patterns)]
     examples = "'up_blocks.*.resnets.*' or 'mid_block.resnets.0'" if family == "unet" else "'transformer_blocks.*'"
     check(bool(names), "explainer.modules", modules,
@@ -96,7 +109,7 @@ class DFCAM(Explainer):
     name = "cam"
     uses_similarity = classmethod(lambda cls, config: config.get("target") == "similarity")  # see Explainer
 
-    def __init__(self, model, similarity=None, modules: str | list[str] | tuple = "paper",
+    def __init__(self, model, similarity=None, modules: str | list[str] | tuple = CAM_AUTO,
                  target: str = "noise_sum", upsample: str = "image", steps=None, seed: int = 0):
         super().__init__(model, similarity, steps, seed)
         check_target(target, similarity)

@@ -1,15 +1,16 @@
 """``explainer=concept_attention``: ConceptAttention (Helbling et al., ICML 2025) on MMDiT models (SD3/3.5, Flux.1).
 
 Concepts are the prompt's words (their text-encoder states from the prompt's own encoding) and
-``explainer.concepts`` (e.g. ``[background]``, encoded like a prompt). They run through the joint blocks' text-stream
-weights as extra queries over [concepts; image] keys that the image and text streams never see
+``explainer.concepts`` (default ``[background]``, encoded like a prompt). They run through the joint blocks'
+text-stream weights as extra queries over [concepts; image] keys that the image and text streams never see
 (:class:`~diffexplain.models.joint_attention.ConceptStream`), so the trajectory and the image are unchanged bit for
 bit. The map of a concept at a step is, per image token, the softmax over concepts of the dot product of the image
 token's attention output with the concept's attention output, the dot products averaged over ``explainer.layers``
 (default: the authors' layers — Flux.1's double-stream blocks 10–17 of 19 — scaled to the model's depth); token maps
-are upsampled bilinearly to the latent grid, where the maps of all concepts sum to 1 at every position. Raw
-cross-attention of the same layers: ``explainer=cross_attention`` (every joint layer). Refused on UNets and PixArt,
-which have no joint attention.
+are upsampled bilinearly to the latent grid, where the maps of all concepts sum to 1 at every position. The
+games, localisation and sanity check score the prompt's words' share (1 − the extra concepts'), the object map
+ConceptAttention segments with. Raw cross-attention: ``explainer=cross_attention`` (every joint layer). Refused on
+UNets and PixArt, which have no joint attention.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class ConceptAttentionExplainer(CrossAttentionExplainer):
     name = "concept_attention"
     per_token = True
 
-    def __init__(self, model, similarity=None, concepts=(), layers=None, steps=None, seed: int = 0,
+    def __init__(self, model, similarity=None, concepts=("background",), layers=None, steps=None, seed: int = 0,
                  roles_file: str | None = None):
         family = model.family.family
         check(family in CONCEPT_ATTENTION_FAMILIES, "explainer", "concept_attention",
@@ -48,6 +49,11 @@ class ConceptAttentionExplainer(CrossAttentionExplainer):
     def words(self, trajectory) -> list[str]:
         prompt = super().words(trajectory)
         return prompt + [c for c in self.concepts if c not in prompt]
+
+    def overall(self, maps: torch.Tensor, trajectory) -> torch.Tensor:
+        """The prompt's words' share [S, h, w] — 1 minus the extra concepts' (``[background]`` by default): the
+        object map ConceptAttention segments with. Without extra concepts it is 1 everywhere (the maps sum to 1)."""
+        return maps[:, : len(super().words(trajectory))].sum(1)
 
     def concept_states(self, trajectory) -> torch.Tensor:
         """[K, D] text-encoder states of the concepts: each word's tokens averaged, prompt words from the prompt's

@@ -1,8 +1,8 @@
 """``pipeline=evaluate`` (the default job): explain the chosen steps, then measure how far each map can be trusted.
 
 Per item, on top of ``pipeline=explain``'s maps and localisation rows, for the explainer's map (per-token explainers:
-summed over words) and for the baselines' maps (``random``, computed once per item and, inside a sweep, cached for
-every job that shares the item):
+summed over words — ConceptAttention: the prompt's words' share) and for the baselines' maps (``random``, computed
+once per item and, inside a sweep, cached for every job that shares the item):
 
 - deletion and insertion games on z_t at each explained step (:mod:`diffexplain.metrics.games`), scored with
   ``evaluate.similarity`` on ``evaluate.target``: rows ``deletion_curve``/``insertion_curve`` (x in column ``x``)
@@ -178,7 +178,7 @@ class EvaluatePipeline(ExplainPipeline):
     def run(self, model: DiffusionModel, item: PromptItem) -> ItemOutput:
         traj, out, maps, truth = self.explain_item(model, item)
         ex, sim = self.explainer, self.similarity.name if self.similarity is not None else None
-        summed = maps.sum(1)  # [S, h, w]: per-token explainers summed over words
+        summed = ex.overall(maps, traj) if ex.per_token else maps[:, 0]  # [S, h, w]
         o = self.options
         references = [*self.baselines, *(c for c in o.controls if c != ex.name)]
         pending = [b for b in references if not self._cached(item, b)]
@@ -255,7 +255,7 @@ class EvaluatePipeline(ExplainPipeline):
                 continue
             explainer = self.make_explainer(model=randomised, similarity=self.similarity, seed=self.randomised_seed)
             other = explainer.explain(traj, self.steps).float()
-            out[stage] = (other.sum(1) if explainer.per_token else other).cpu()
+            out[stage] = explainer.overall(other, traj).cpu()
         return out
 
     @property
@@ -279,7 +279,7 @@ class EvaluatePipeline(ExplainPipeline):
         if is_sampled(self.explainer):
             again = self.make_explainer(model=model, similarity=self.similarity, seed=self.explainer.seed + 1)
             draw = again.explain(traj, self.steps).float()
-            draw = draw.sum(1) if again.per_token else draw
+            draw = again.overall(draw, traj)
             floors = [map_similarity(maps[k], draw[k], how) for k in range(len(self.steps))]
         else:
             floors = [1.0] * len(self.steps)

@@ -181,16 +181,20 @@ class WorldTraining:
                          batch_size=cfg.batch_size, callbacks=ema)
         return module, stats, recon_mse
 
-    def run(self, out_dir: str | Path) -> dict:
-        """Train every stage (resuming), save both models, judge the pipeline and write the model cards."""
-        from diffexplain.pipelines.world_training.card import write_cards
-
+    def start(self) -> float:
+        """Quiet the libraries, drop the checkpoints unless resuming; the start time."""
         for hf_logging in (diffusers.utils.logging, transformers.utils.logging):  # keep the job's output readable
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
         if not self.resume and self.checkpoint_dir.exists():
             shutil.rmtree(self.checkpoint_dir)
-        started = time.perf_counter()
+        return time.perf_counter()
+
+    def run(self, out_dir: str | Path) -> dict:
+        """Train every stage (resuming), save both models, judge the pipeline and write the model cards."""
+        from diffexplain.pipelines.world_training.card import write_cards
+
+        started = self.start()
         images, scenes = render_scenes(self.scenes, self.seed)
         tokenizer = load_tokenizer()
         vae, vae_stats = self.train_vae(images)

@@ -19,11 +19,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import diffusers
 import lightning as L
 import torch
 import torch.nn.functional as F
-import transformers
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
@@ -148,16 +146,10 @@ class MMDiTWorldTraining(WorldTraining):
         check(16 % m.patch_size == 0, "pipeline.denoiser.patch_size", m.patch_size, "1, 2, 4, 8 or 16")
 
     def run(self, out_dir: str | Path) -> dict:
+        """Train (resuming), save the pipeline, judge it and write its model card."""
         from diffexplain.pipelines.world_training.card import write_cards
 
-        for hf_logging in (diffusers.utils.logging, transformers.utils.logging):
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-        if not self.resume and self.checkpoint_dir.exists():
-            import shutil
-
-            shutil.rmtree(self.checkpoint_dir)
-        started = time.perf_counter()
+        started = self.start()
         images, scenes = render_scenes(self.scenes, self.seed)
         tokenizer, t5_tokenizer = load_tokenizer(), load_t5_tokenizer(self.mmdit_cfg.max_sequence_length)
         vae = AutoencoderKL.from_pretrained(self.vae_dir).eval()
