@@ -171,3 +171,17 @@ def test_text_probabilities_from_the_cpu_kernel_equal_the_explicit_softmax(model
             model.unet_output(trajectory.latents[1:2], trajectory.timesteps[1], trajectory.cond)
         maps.append(rec.calls[0].mean_maps())
     assert torch.allclose(maps[0], maps[1], atol=1e-6) and maps[0].abs().sum() > 0
+
+
+def test_cross_attention_of_named_blocks_records_only_them(models):
+    from diffexplain.explainers import CrossAttentionExplainer
+
+    model = models["flux"]
+    trajectory = model.generate(PROMPT, 0, Uniform(3))
+    single = CrossAttentionExplainer(model, blocks=["single_transformer_blocks.0"])
+    every = CrossAttentionExplainer(model).explain(trajectory, [1])
+    one = single.explain(trajectory, [1])
+    assert one.shape == every.shape and not torch.allclose(one, every)
+    assert single.describe() == {"blocks": ["single_transformer_blocks.0"]}
+    with pytest.raises(Exception, match="explainer.blocks"):
+        CrossAttentionExplainer(model, blocks=["up_blocks.0"])

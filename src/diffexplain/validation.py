@@ -266,7 +266,8 @@ SPECS: dict[str, dict] = {
         "target": choice(*_options.GRADIENT_TARGETS),
         "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
     "diffexplain.explainers.CrossAttentionExplainer": {
-        "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
+        "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), "blocks": str_list(null=True),
+        **EXPLAINER_COMMON},
     "diffexplain.explainers.ConceptAttentionExplainer": {
         "concepts": str_list(nonempty=False), "layers": int_list(0, null=True),
         "roles_file": json_file("a JSON object mapping each prompt to {word: role}"), **EXPLAINER_COMMON},
