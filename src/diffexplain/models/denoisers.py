@@ -46,8 +46,6 @@ class UNetDenoiser:
 
     family = "unet"
     attribute = "unet"
-    blocks = ("up_blocks", "mid_block", "down_blocks")  # in the randomisation cascade's order (output side first)
-    output_modules = ("conv_norm_out", "conv_out")
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -103,8 +101,6 @@ class SD3Denoiser(UNetDenoiser):
 
     family = "sd3"
     attribute = "transformer"
-    blocks = ("transformer_blocks",)
-    output_modules = ("norm_out", "proj_out")
 
     def encode(self, prompt, negative_prompt, device, resolution, rows, max_sequence_length, guidance_scale):
         kwargs = {} if max_sequence_length is None else {"max_sequence_length": max_sequence_length}
@@ -129,7 +125,6 @@ class FluxDenoiser(SD3Denoiser):
     joint attention."""
 
     family = "flux"
-    blocks = ("single_transformer_blocks", "transformer_blocks")
 
     def latent_channels(self, module) -> int:
         return module.config.in_channels // 4
@@ -204,8 +199,6 @@ class PixArtDenoiser(UNetDenoiser):
 
     family = "pixart"
     attribute = "transformer"
-    blocks = ("transformer_blocks",)
-    output_modules = ("norm_out", "proj_out", "scale_shift_table")
 
     def encode(self, prompt, negative_prompt, device, resolution, rows, max_sequence_length, guidance_scale):
         kwargs = {} if max_sequence_length is None else {"max_sequence_length": max_sequence_length}

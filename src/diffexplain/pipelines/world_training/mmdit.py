@@ -28,7 +28,7 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, 
 from diffexplain.errors import check
 from diffexplain.io import write_json
 from diffexplain.pipelines.world_training.data import render_scenes, to_unit, tokenize
-from diffexplain.pipelines.world_training.job import EvalConfig, WorldTraining, _config
+from diffexplain.pipelines.world_training.job import WorldTraining, _config
 from diffexplain.pipelines.world_training.stages import StageModule
 from diffexplain.pipelines.world_training.weight_average import WeightAverage
 from diffexplain.world.scenes import GRAMMAR
@@ -182,6 +182,3 @@ class MMDiTWorldTraining(WorldTraining):
         summary.update(write_cards(self.model_dir, self.classifier_dir, summary, self.eval_cfg))
         write_json(Path(out_dir) / "train_world.json", {k: v for k, v in summary.items() if k != "losses"})
         return summary
-
-
-__all__ = ["EvalConfig", "MMDiTConfig", "MMDiTModule", "MMDiTWorldTraining", "sd3_prompt_embeds"]
