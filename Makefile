@@ -52,6 +52,7 @@ clean: ## Remove outputs, caches and build leftovers (keeps .venv and models/)
 bench: ## Run the benchmarks (JSON under benchmarks/results/)
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_rise.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_cross_attention.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_transformers.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_evaluate.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_outputs.py
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/bench_errors.py
