@@ -68,6 +68,14 @@ class UNetDenoiser:
     def rows(self, true_cfg_scale: float) -> int:
         return 2
 
+    def cfg_scale(self, guidance_scale: float, true_cfg_scale: float) -> float:
+        """The classifier-free guidance scale ``DiffusionModel.guide`` applies."""
+        return guidance_scale
+
+    def token_side(self) -> tuple[int, str]:
+        """Latent pixels per token side and why (the resolution must be a multiple of it × the VAE's factor)."""
+        return 1, ""
+
     def encode(self, prompt: str, negative_prompt: str, device, resolution: int, rows: int,
                max_sequence_length: int | None, guidance_scale: float) -> tuple[torch.Tensor, dict]:
         """``(embeds [rows, L, D], added {name: [rows, ...]})``: row 0 unconditional when ``rows`` = 2."""
@@ -114,6 +122,10 @@ class SD3Denoiser(UNetDenoiser):
         return module(hidden_states=x, timestep=timestep, encoder_hidden_states=embeds,
                       pooled_projections=added["pooled_projections"], return_dict=False)[0]
 
+    def token_side(self):
+        patch = self.module.config.patch_size or 1
+        return patch, f"its patch size {patch}"
+
     def image_stream(self, output):
         if isinstance(output, tuple):  # JointTransformerBlock: (text, image); the last block's text is None
             return output[-1]
@@ -138,6 +150,12 @@ class FluxDenoiser(SD3Denoiser):
 
     def rows(self, true_cfg_scale: float) -> int:
         return 2 if true_cfg_scale > 1 else 1
+
+    def cfg_scale(self, guidance_scale, true_cfg_scale):
+        return true_cfg_scale  # guidance_scale is the distilled guidance, an input of the transformer
+
+    def token_side(self):
+        return 2, "its 2x2 packing of latent patches"
 
     def encode(self, prompt, negative_prompt, device, resolution, rows, max_sequence_length, guidance_scale):
         kwargs = {} if max_sequence_length is None else {"max_sequence_length": max_sequence_length}
@@ -210,6 +228,10 @@ class PixArtDenoiser(UNetDenoiser):
             added["resolution"] = torch.tensor([[resolution, resolution]] * 2, device=device, dtype=embeds.dtype)
             added["aspect_ratio"] = torch.ones(2, 1, device=device, dtype=embeds.dtype)
         return torch.cat([neg, embeds]), added
+
+    def token_side(self):
+        patch = self.module.config.patch_size or 1
+        return patch, f"its patch size {patch}"
 
     def forward(self, module, x, t, embeds, added):
         timestep = torch.as_tensor(t, device=x.device).expand(x.shape[0])

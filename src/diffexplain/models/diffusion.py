@@ -150,7 +150,8 @@ class DiffusionModel:
         check(eta >= 0, "model.eta", eta, "a number >= 0 (DDIM's η; 0 = deterministic)")
         self.pipe = pipe
         self.family = denoiser_for(pipe)
-        check(true_cfg_scale == 1.0 or self.family.family == "flux", "model.true_cfg_scale", true_cfg_scale,
+        check(true_cfg_scale == 1.0 or self.family.rows(1.0) == 1,  # only a guidance-distilled model adds true CFG
+              "model.true_cfg_scale", true_cfg_scale,
               "1 (true CFG is Flux's; the other families guide with model.guidance_scale)")
         self.guidance_scale = float(guidance_scale)
         self.true_cfg_scale = float(true_cfg_scale)
@@ -165,13 +166,11 @@ class DiffusionModel:
             pipe.vae.to(torch.float32)  # SDXL's VAE overflows in float16
         self.vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self.resolution = resolution or self.family.default_latent_side() * self.vae_scale
-        multiple = self.vae_scale * (2 if self.family.family == "flux" else 1)  # Flux packs 2x2 latent patches
-        patch = getattr(self.family.module.config, "patch_size", 1) or 1
-        multiple *= patch if self.family.family in ("sd3", "pixart") else 1
+        side, why = self.family.token_side()
+        multiple = self.vae_scale * side
         check(self.resolution % multiple == 0, "model.resolution", resolution,
               f"a multiple of {multiple} (the VAE's downsampling factor {self.vae_scale}"
-              + (", times the 2x2 packing of Flux)" if self.family.family == "flux" else
-                 f", times the patch size {patch})" if multiple != self.vae_scale else ")"))
+              + (f" × {why})" if why else ")"))
 
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "float32", scheduler: str | None = None,
@@ -212,7 +211,7 @@ class DiffusionModel:
     @property
     def cfg_scale(self) -> float:
         """The classifier-free guidance scale :meth:`guide` applies."""
-        return self.true_cfg_scale if self.family.family == "flux" else self.guidance_scale
+        return self.family.cfg_scale(self.guidance_scale, self.true_cfg_scale)
 
     @property
     def scheduler(self):
