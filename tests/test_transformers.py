@@ -10,7 +10,7 @@ from conftest import cli_refusal, run_job
 from diffexplain.explainers import ConceptAttentionExplainer
 from diffexplain.metrics.sanity import cascading_randomisation, randomisation_stages
 from diffexplain.models import DiffusionModel, tiny_model
-from diffexplain.models.joint_attention import ConceptStream, joint_layers
+from diffexplain.models.joint_attention import ConceptStream
 from diffexplain.models.tiny import build_tiny_pipeline
 from diffexplain.schedules import Uniform
 
@@ -95,7 +95,8 @@ def test_flux_capture_records_every_double_and_single_stream_block():
     trajectory = model.generate(PROMPT, 0, Uniform(2))
     with model.attention_recorder((8, 8), rows=trajectory.cond.rows) as rec:
         again = model.generate(PROMPT, 0, Uniform(2))
-    expected = [f"{name}.processor" for name in joint_layers(model.denoiser, "flux")]
+    expected = [f"transformer_blocks.{i}.attn.processor" for i in range(2)] + \
+        [f"single_transformer_blocks.{i}.attn.processor" for i in range(3)]  # forward order
     assert len(expected) == 5 and all(call.layers == expected for call in rec.calls) and len(rec.calls) == 2
     assert torch.equal(trajectory.latents, again.latents)  # recording changes nothing
     maps = rec.calls[0].mean_maps()

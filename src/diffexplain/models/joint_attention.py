@@ -140,13 +140,6 @@ class JointRecordingProcessor:
         return hidden_states, attn.to_add_out(encoder_hidden_states.contiguous())
 
 
-def joint_layers(denoiser, family: str) -> list[str]:
-    """Names of the joint attention modules in forward order: SD3's ``transformer_blocks.i.attn``; Flux's
-    double-stream ``transformer_blocks.i.attn`` then single-stream ``single_transformer_blocks.i.attn``."""
-    blocks = ["transformer_blocks"] + (["single_transformer_blocks"] if family == "flux" else [])
-    return [f"{b}.{i}.attn" for b in blocks for i in range(len(getattr(denoiser, b)))]
-
-
 def concept_blocks(denoiser) -> list[int]:
     """Indices of the joint blocks whose text stream can carry concepts (SD3's last block has no text output)."""
     return [i for i, block in enumerate(denoiser.transformer_blocks) if not getattr(block, "context_pre_only", False)]
