@@ -67,7 +67,7 @@ def test_rise_auto_gives_the_fixed_batch_map_after_an_out_of_memory(tiny, traj, 
 
 @pytest.mark.parametrize("cls, kwargs, fixed_size", [
     (IntegratedGradientsExplainer, {"n_steps": 32}, 64),  # auto hands Captum the batches of 64 (AUTO_BATCH_START)
-    (GradientShapExplainer, {"n_samples": 32, "stdevs": 0.1}, 8),  # draws made up front: no size matters
+    (GradientShapExplainer, {"n_samples": 96, "stdevs": 0.1}, 64),  # Captum's calls (and draws) of 64 samples
 ], ids=["integrated_gradients", "gradient_shap"])
 def test_captum_auto_gives_the_fixed_batch_map_after_an_out_of_memory(tiny, traj, monkeypatch, cls, kwargs,
                                                                        fixed_size):

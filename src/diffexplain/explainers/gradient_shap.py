@@ -1,13 +1,12 @@
-"""``explainer=gradient_shap``: GradientShap on z_t at a step (Lundberg & Lee, 2017), Captum's estimator.
+"""``explainer=gradient_shap``: Captum's GradientShap on z_t at a step (Lundberg & Lee, 2017).
 
 The expected gradient × (z_t − baseline) over ``n_samples`` points drawn uniformly on the path between z_t
 (plus Gaussian noise of std ``stdevs``) and a baseline drawn from the baseline distribution (the baseline, or
-``n_samples`` noise draws, one per sample). Captum's ``GradientShap`` draws these inside every call from the global
-RNGs; here they are drawn once, up front, from the explainer's seeded generator, and the gradients at all points are
-evaluated in pieces of ``internal_batch_size`` (``auto``: halved on out-of-memory) and averaged in one reduction, so
-the map does not depend on the size that ran.
+``n_samples`` noise draws). Samples are attributed in Captum calls of at most ``internal_batch_size`` samples (64 for
+``auto``: the calls, and so Captum's draws from the seeded global RNGs, never depend on memory; the outcome evaluates
+each call's batch in pieces that halve on out-of-memory, see :mod:`~diffexplain.explainers.captum_base`) and averaged.
 
-Monte-Carlo reliability: the samples fall in two halves (the first ⌈n/2⌉ and the rest, each with its own half
+Monte-Carlo reliability: the samples are drawn in two halves (the first ⌈n/2⌉ and the rest, each with its own half
 of the noise baselines), whose channel-reduced maps are correlated (Spearman) and corrected to the full length
 (Spearman–Brown): :attr:`GradientShapExplainer.last_stats` holds ``{"mc_reliability", "n_samples_used"}`` per
 explained step — no extra model call (NaN with ``n_samples=1``).
@@ -16,6 +15,7 @@ explained step — no extra model call (NaN with ``n_samples=1``).
 from __future__ import annotations
 
 import torch
+from captum.attr import GradientShap
 
 from diffexplain.errors import check
 from diffexplain.explainers.captum_base import CaptumExplainer, StepOutcome
@@ -35,17 +35,19 @@ class GradientShapExplainer(CaptumExplainer):
         self._halves: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def attribute(self, forward: StepOutcome, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        n, shape = self.n_samples, (self.n_samples, *z.shape[1:])
-        baselines = self.baselines(z, generator, n)  # [1 or n, C, h, w]
-        noised = z + self.stdevs * torch.randn(shape, generator=generator).to(z.device, z.dtype)
-        alphas = torch.rand(n, generator=generator).to(z.device, z.dtype).view(n, 1, 1, 1)
-        steps = noised - baselines
-        _, grads = forward.pieces(baselines + alphas * steps, gradients=True)
-        samples = grads * steps  # [n, C, h, w], the same whatever pieces ran
-        half = (n + 1) // 2
-        sums = samples[:half].sum(0, keepdim=True), samples[half:].sum(0, keepdim=True)
-        self._halves = (sums[0] / half, sums[1] / (n - half)) if n > half else None
-        return (sums[0] + sums[1]) / n
+        shap, baselines = GradientShap(forward), self.baselines(z, generator, self.n_samples)
+        half = (self.n_samples + 1) // 2
+        sums = []
+        for lo, hi in ((0, half), (half, self.n_samples)):
+            pool = baselines[lo:hi] if len(baselines) == self.n_samples and hi > lo else baselines
+            total = torch.zeros_like(z)
+            for start in range(lo, hi, self.per_call):
+                n = min(self.per_call, hi - start)
+                total += n * shap.attribute(z, baselines=pool, n_samples=n, stdevs=self.stdevs)
+            sums.append(total)
+        rest = self.n_samples - half
+        self._halves = (sums[0] / half, sums[1] / rest) if rest else None
+        return (sums[0] + sums[1]) / self.n_samples
 
     def explain_step(self, trajectory, i: int) -> torch.Tensor:
         self._halves = None
